@@ -1,0 +1,113 @@
+import { createHmac, createPublicKey, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto'
+import { jwtVerify, type JWTVerifyOptions } from 'jose'
+
+export interface Identity { clientId: string, ticket?: string }
+
+/** A credential was missing, malformed, forged or expired: the socket closes with 4401. */
+export class AuthError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'AuthError'
+  }
+}
+
+export interface Authenticator {
+  readonly mode: 'ticket' | 'jwt'
+  authenticate: (auth: string | undefined) => Promise<Identity>
+}
+
+const CLIENT_ID = /^[A-Za-z0-9._:@~-]{1,128}$/
+
+/**
+ * Ticket mode: anonymous visitors. A first hello without `auth` makes a new
+ * clientId; the welcome carries a ticket, `t1.<payload>.<mac>`, signed with
+ * HMAC-SHA256, that names the client and expires after a lifetime.
+ */
+export class TicketAuth implements Authenticator {
+  readonly mode = 'ticket'
+  private readonly key: Buffer
+  private readonly ttlS: number
+  private readonly now: () => number
+
+  constructor (key: Buffer, ttlS: number, now: () => number = Date.now) {
+    this.key = key
+    this.ttlS = ttlS
+    this.now = now
+  }
+
+  issue (clientId: string): string {
+    const payload = Buffer.from(JSON.stringify({ c: clientId, e: Math.floor(this.now() / 1000) + this.ttlS })).toString('base64url')
+    return `t1.${payload}.${this.mac(payload)}`
+  }
+
+  async authenticate (auth: string | undefined): Promise<Identity> {
+    if (auth === undefined) {
+      const clientId = randomUUID()
+      return { clientId, ticket: this.issue(clientId) }
+    }
+    const clientId = this.verify(auth)
+    // A ticket near the end of its life is renewed, so an active visitor keeps their identity.
+    return { clientId, ticket: this.issue(clientId) }
+  }
+
+  private verify (ticket: string): string {
+    const parts = ticket.split('.')
+    if (parts.length !== 3 || parts[0] !== 't1') throw new AuthError('malformed ticket')
+    const [, payload, mac] = parts as [string, string, string]
+    const want = Buffer.from(this.mac(payload))
+    const got = Buffer.from(mac)
+    if (want.length !== got.length || !timingSafeEqual(want, got)) throw new AuthError('ticket signature is not valid')
+    let body: unknown
+    try {
+      body = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'))
+    } catch {
+      throw new AuthError('malformed ticket')
+    }
+    const { c, e } = (body ?? {}) as { c?: unknown, e?: unknown }
+    if (typeof c !== 'string' || !CLIENT_ID.test(c) || typeof e !== 'number') throw new AuthError('malformed ticket')
+    if (e * 1000 <= this.now()) throw new AuthError('ticket expired')
+    return c
+  }
+
+  private mac (payload: string): string {
+    return createHmac('sha256', this.key).update(`t1.${payload}`).digest('base64url')
+  }
+}
+
+export interface JwtSettings { secret?: string | undefined, publicKey?: string | undefined, issuer?: string | undefined, audience?: string | undefined }
+
+/** JWT mode: the host application signs in its users; `sub` is the clientId and `exp` is required. */
+export class JwtAuth implements Authenticator {
+  readonly mode = 'jwt'
+  private readonly key: Uint8Array | KeyObject
+  private readonly verifyOptions: JWTVerifyOptions
+
+  constructor (s: JwtSettings) {
+    if (s.secret !== undefined) {
+      this.key = new TextEncoder().encode(s.secret)
+      this.verifyOptions = { algorithms: ['HS256', 'HS384', 'HS512'] }
+    } else if (s.publicKey !== undefined) {
+      this.key = createPublicKey(s.publicKey.replaceAll('\\n', '\n'))
+      this.verifyOptions = { algorithms: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] }
+    } else {
+      throw new Error('JWT mode needs a secret or a public key')
+    }
+    this.verifyOptions.requiredClaims = ['exp', 'sub']
+    if (s.issuer !== undefined) this.verifyOptions.issuer = s.issuer
+    if (s.audience !== undefined) this.verifyOptions.audience = s.audience
+  }
+
+  async authenticate (auth: string | undefined): Promise<Identity> {
+    if (auth === undefined) throw new AuthError('a JWT is required')
+    let sub: unknown
+    try {
+      const { payload } = await jwtVerify(auth, this.key, this.verifyOptions)
+      sub = payload.sub
+    } catch (err) {
+      const code = (err as { code?: unknown }).code
+      throw new AuthError(code === 'ERR_JWT_EXPIRED' ? 'JWT expired' : 'JWT is not valid')
+    }
+    if (typeof sub !== 'string' || !CLIENT_ID.test(sub)) throw new AuthError('JWT sub is not a usable clientId')
+    return { clientId: sub }
+  }
+}

@@ -1,0 +1,144 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+
+/**
+ * Every setting of the bridge, read from the environment. The property names
+ * are the environment variable names: operators and scripts rely on them.
+ */
+const Port = (def: number, description: string) =>
+  Type.Integer({ minimum: 0, maximum: 65535, default: def, description })
+const Ms = (def: number, min: number, description: string) =>
+  Type.Integer({ minimum: min, maximum: 86_400_000, default: def, description })
+
+export const ConfigSchema = Type.Object({
+  PORT: Port(3000, 'TCP port of the bridge'),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'address to listen on (0.0.0.0 in a container)' }),
+  UPSTREAM_URL: Type.Optional(Type.String({ pattern: '^https?://', description: 'Chat API base URL, e.g. https://bot.jaicp.com/chatapi' })),
+  CHATAPI_TOKEN: Type.Optional(Type.String({ minLength: 1, description: 'channel token of the Chat API' })),
+  CHANNELS: Type.Optional(Type.String({ description: 'JSON object {"name": {"url": "...", "token": "..."}} of extra channels' })),
+  DEFAULT_CHANNEL: Type.Optional(Type.String({ minLength: 1, description: 'channel used when ?channel= is left out' })),
+  AUTH_MODE: Type.Union([Type.Literal('ticket'), Type.Literal('jwt')], { default: 'ticket', description: '"ticket" or "jwt"' }),
+  TICKET_SECRET: Type.Optional(Type.String({ minLength: 16, description: 'secret signing tickets and cursors, at least 16 characters' })),
+  TICKET_TTL_S: Type.Integer({ minimum: 60, default: 30 * 86_400, description: 'ticket lifetime in seconds' }),
+  JWT_SECRET: Type.Optional(Type.String({ minLength: 16, description: 'HMAC secret verifying JWTs, at least 16 characters' })),
+  JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1, description: 'PEM public key (RS/ES/PS/EdDSA) verifying JWTs' })),
+  JWT_ISSUER: Type.Optional(Type.String({ minLength: 1, description: 'required iss claim of JWTs' })),
+  JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, description: 'required aud claim of JWTs' })),
+  ALLOWED_ORIGINS: Type.String({ default: '', description: 'comma-separated origins allowed to open sockets; empty allows any' }),
+  MAX_FRAME_BYTES: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 65_536, description: 'largest client frame in bytes' }),
+  HELLO_TIMEOUT_MS: Ms(10_000, 100, 'time a socket has to send hello'),
+  HEARTBEAT_MS: Ms(25_000, 100, 'interval of pings to clients'),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
+    default: 'info', description: 'one of fatal, error, warn, info, debug, trace, silent'
+  }),
+  POLL_LINGER_MS: Ms(30_000, 0, 'how long an upstream poll outlives its last socket'),
+  POLL_TIMEOUT_MS: Ms(40_000, 1000, 'longest wait for one upstream /events answer (longer than the upstream hold)'),
+  REQUEST_TIMEOUT_MS: Ms(15_000, 100, 'longest wait for one upstream request'),
+  BACKOFF_BASE_MS: Ms(500, 1, 'first retry delay after an upstream failure'),
+  BACKOFF_MAX_MS: Ms(30_000, 1, 'largest retry delay after upstream failures'),
+  RESULT_CACHE_MS: Ms(600_000, 1000, 'how long a request result is kept to answer a resent id'),
+  EVENT_BUFFER: Type.Integer({ minimum: 0, maximum: 10_000, default: 200, description: 'recent events kept per connection for resumes' }),
+  SHUTDOWN_TIMEOUT_MS: Ms(10_000, 100, 'deadline for a graceful shutdown'),
+  EMULATOR_PORT: Port(3001, 'port of the built-in emulator (used when UPSTREAM_URL is unset)'),
+  EMULATOR_HOLD_MS: Ms(25_000, 10, 'long-poll hold time of the built-in emulator')
+})
+export type Config = Static<typeof ConfigSchema>
+
+export interface Channel { name: string, url: string, token: string }
+
+export class ConfigError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+function convert (schema: TSchema, raw: string): unknown {
+  const trimmed = raw.trim()
+  if (schema.type === 'integer' || schema.type === 'number') return trimmed === '' ? raw : Number(trimmed)
+  if (schema.type === 'boolean') {
+    if (/^(1|true|yes|on)$/i.test(trimmed)) return true
+    if (/^(0|false|no|off)$/i.test(trimmed)) return false
+    return raw
+  }
+  return raw
+}
+
+/**
+ * Reads every setting from `env` (a plain object, so tests never touch
+ * process.env). A wrong value throws a ConfigError naming the variable and
+ * what it expects.
+ */
+export function loadConfig (env: Record<string, string | undefined>): Config {
+  const out: Record<string, unknown> = {}
+  const problems: string[] = []
+  for (const [name, schema] of Object.entries(ConfigSchema.properties) as Array<[string, TSchema]>) {
+    const raw = env[name]
+    if (raw === undefined || raw === '') {
+      if (schema.default !== undefined) out[name] = schema.default
+      continue
+    }
+    const value = convert(schema, raw)
+    if (!Value.Check(schema, value)) {
+      problems.push(`${name}=${JSON.stringify(raw)} is not valid: expected ${String(schema.description)}${describe(schema)}`)
+      continue
+    }
+    out[name] = value
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join('\n'))
+  const config = out as Config
+  crossCheck(config)
+  return config
+}
+
+function describe (schema: TSchema): string {
+  const bounds: string[] = []
+  if (schema.type === 'integer') bounds.push('an integer')
+  if (schema.minimum !== undefined) bounds.push(`>= ${String(schema.minimum)}`)
+  if (schema.maximum !== undefined) bounds.push(`<= ${String(schema.maximum)}`)
+  return bounds.length > 0 ? ` (${bounds.join(', ')})` : ''
+}
+
+function crossCheck (config: Config): void {
+  if ((config.UPSTREAM_URL === undefined) !== (config.CHATAPI_TOKEN === undefined)) {
+    throw new ConfigError('UPSTREAM_URL and CHATAPI_TOKEN go together: set both for a real Chat API, or neither to use the built-in emulator')
+  }
+  if (config.AUTH_MODE === 'jwt' && config.JWT_SECRET === undefined && config.JWT_PUBLIC_KEY === undefined) {
+    throw new ConfigError('AUTH_MODE=jwt needs JWT_SECRET (HMAC) or JWT_PUBLIC_KEY (PEM)')
+  }
+  if (config.BACKOFF_MAX_MS < config.BACKOFF_BASE_MS) {
+    throw new ConfigError('BACKOFF_MAX_MS must not be smaller than BACKOFF_BASE_MS')
+  }
+  parseChannels(config)
+}
+
+const ChannelEntry = Type.Object({ url: Type.String({ pattern: '^https?://' }), token: Type.String({ minLength: 1 }) })
+
+/** The named channels of CHANNELS, plus "default" from UPSTREAM_URL/CHATAPI_TOKEN. */
+export function parseChannels (config: Config): Channel[] {
+  const channels: Channel[] = []
+  if (config.UPSTREAM_URL !== undefined && config.CHATAPI_TOKEN !== undefined) {
+    channels.push({ name: 'default', url: config.UPSTREAM_URL, token: config.CHATAPI_TOKEN })
+  }
+  if (config.CHANNELS !== undefined) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(config.CHANNELS)
+    } catch {
+      throw new ConfigError('CHANNELS is not valid JSON: expected {"name": {"url": "https://…/chatapi", "token": "…"}}')
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new ConfigError('CHANNELS must be a JSON object of channels by name')
+    }
+    for (const [name, entry] of Object.entries(parsed)) {
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new ConfigError(`CHANNELS: the name "${name}" must be 1-64 letters, digits, _ or -`)
+      if (!Value.Check(ChannelEntry, entry)) throw new ConfigError(`CHANNELS.${name} needs "url" (http or https) and "token"`)
+      if (channels.some((c) => c.name === name)) throw new ConfigError(`CHANNELS: "${name}" is defined twice`)
+      channels.push({ name, url: entry.url, token: entry.token })
+    }
+  }
+  if (config.DEFAULT_CHANNEL !== undefined && channels.length > 0 && !channels.some((c) => c.name === config.DEFAULT_CHANNEL)) {
+    throw new ConfigError(`DEFAULT_CHANNEL="${config.DEFAULT_CHANNEL}" names no configured channel`)
+  }
+  return channels
+}

@@ -1,0 +1,90 @@
+import { BridgeError, ErrorCode } from './errors.js'
+import type { RequestFrame } from './protocol.js'
+import { TtlCache } from './ttl-cache.js'
+import { callFor } from './upstream/calls.js'
+import { isChannelRejected, type ChatApi } from './upstream/client.js'
+
+export interface RequestContext { channel: string, clientId: string, cid: string }
+
+/** Failures a resend should retry rather than be told again. */
+const TRANSIENT = new Set<string>([ErrorCode.UPSTREAM_TIMEOUT, ErrorCode.UPSTREAM_UNAVAILABLE, ErrorCode.SHUTTING_DOWN, ErrorCode.RATE_LIMITED])
+
+export interface RequestsOptions {
+  apis: Map<string, ChatApi>
+  resultCacheMs: number
+  /** Most results kept for resends, across all clients. */
+  resultCacheMax?: number
+  onChannelRejected: (channel: string) => void
+}
+
+/**
+ * Turns request frames into upstream calls. Each request gets exactly one
+ * result frame; a resent id gets the same result without a second upstream
+ * call; `send` and `sendAsync` of one client go upstream one at a time.
+ */
+export class Requests {
+  private readonly o: RequestsOptions
+  private readonly results: TtlCache<Promise<string>>
+  private readonly lanes = new Map<string, Promise<unknown>>()
+  private closing = false
+
+  constructor (opts: RequestsOptions) {
+    this.o = opts
+    this.results = new TtlCache(opts.resultCacheMs, opts.resultCacheMax ?? 200_000)
+  }
+
+  /** Stops taking new upstream calls; what is in flight still answers. */
+  shutdown (): void { this.closing = true }
+
+  /** The `result` frame for a request, as JSON. */
+  async handle (ctx: RequestContext, req: RequestFrame): Promise<string> {
+    const key = `${ctx.channel}\n${ctx.clientId}\n${req.id}`
+    const known = this.results.get(key)
+    if (known !== undefined) return await known
+    const pending = this.run(ctx, req)
+    this.results.set(key, pending)
+    const frame = await pending
+    if (frame.includes('"ok":false')) {
+      const code = (JSON.parse(frame) as { error: { code: string } }).error.code
+      if (TRANSIENT.has(code)) this.results.delete(key)
+    }
+    return frame
+  }
+
+  private async run (ctx: RequestContext, req: RequestFrame): Promise<string> {
+    try {
+      if (this.closing) throw new BridgeError(ErrorCode.SHUTTING_DOWN, 'the bridge is shutting down')
+      const api = this.o.apis.get(ctx.channel)
+      if (api === undefined) throw new BridgeError(ErrorCode.BAD_REQUEST, `unknown channel "${ctx.channel}"`)
+      const call = callFor(req, ctx.clientId, ctx.cid)
+      const exec = async (): Promise<unknown> => await api.call(call)
+      const result = req.type === 'send' || req.type === 'sendAsync'
+        ? await this.inLane(`${ctx.channel}\n${ctx.clientId}`, exec)
+        : await exec()
+      return JSON.stringify({ type: 'result', id: req.id, ok: true, result })
+    } catch (err) {
+      if (isChannelRejected(err)) this.o.onChannelRejected(ctx.channel)
+      return JSON.stringify({ type: 'result', id: req.id, ok: false, error: errorBody(err) })
+    }
+  }
+
+  /** Runs `fn` after every earlier call of the same lane has settled. */
+  private async inLane<T> (lane: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.lanes.get(lane) ?? Promise.resolve()
+    const mine = before.then(fn, fn)
+    const tail = mine.catch(() => undefined)
+    this.lanes.set(lane, tail)
+    void tail.then(() => { if (this.lanes.get(lane) === tail) this.lanes.delete(lane) })
+    return await mine
+  }
+}
+
+export function errorBody (err: unknown): { code: string, message: string, [k: string]: unknown } {
+  if (err instanceof BridgeError) {
+    const body: { code: string, message: string, [k: string]: unknown } = { code: err.code, message: err.message }
+    if (err.details?.status !== undefined) body.status = err.details.status
+    if (err.details?.upstreamError !== undefined) body.upstreamError = err.details.upstreamError
+    return body
+  }
+  return { code: ErrorCode.UPSTREAM_UNAVAILABLE, message: 'the request failed inside the bridge' }
+}

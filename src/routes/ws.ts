@@ -1,0 +1,63 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Config } from '../config.js'
+import type { Authenticator } from '../auth.js'
+import type { CursorCodec } from '../cursor.js'
+import type { Hub } from '../hub.js'
+import type { Requests } from '../requests.js'
+import type { Sessions } from '../sessions.js'
+import { CloseCode, closeReason } from '../errors.js'
+import { Session } from '../session.js'
+
+export interface WsRouteOptions {
+  config: Config
+  auth: Authenticator
+  hub: Hub
+  requests: Requests
+  cursors: CursorCodec
+  sessions: Sessions
+}
+
+/** The channel a socket asks for with ?channel=, or the default one. */
+function channelOf (req: FastifyRequest, names: string[], fallback: string | undefined): string | undefined {
+  const asked = (req.query as Record<string, unknown>).channel
+  if (typeof asked === 'string' && asked !== '') return names.includes(asked) ? asked : undefined
+  if (fallback !== undefined) return fallback
+  return names.length === 1 ? names[0] : names.includes('default') ? 'default' : undefined
+}
+
+export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promise<void> {
+  const names = app.bridge.channels.map((c) => c.name)
+  const allowed = new Set(o.config.ALLOWED_ORIGINS.split(',').map((s) => s.trim()).filter((s) => s !== ''))
+
+  app.get('/v1/ws', {
+    websocket: true,
+    preValidation: async (req, reply) => {
+      if (!app.bridge.ready) {
+        return await reply.code(503).send({ error: 'SHUTTING_DOWN', message: 'the bridge is not taking sockets now' })
+      }
+      if (channelOf(req, names, o.config.DEFAULT_CHANNEL) === undefined) {
+        return await reply.code(404).send({ error: 'UNKNOWN_CHANNEL', message: `pick a channel with ?channel=, one of: ${names.join(', ')}` })
+      }
+    }
+  }, (socket, req) => {
+    const origin = req.headers.origin
+    // Browsers always send Origin; other clients (apps, servers) may not, and are not what the check protects against.
+    if (allowed.size > 0 && origin !== undefined && !allowed.has(origin)) {
+      req.log.info({ origin }, 'origin not allowed')
+      socket.close(CloseCode.FORBIDDEN_ORIGIN, closeReason[CloseCode.FORBIDDEN_ORIGIN])
+      return
+    }
+    const channel = channelOf(req, names, o.config.DEFAULT_CHANNEL) as string
+    // eslint-disable-next-line no-new -- the session registers itself and lives as long as its socket
+    new Session(socket, channel, {
+      auth: o.auth,
+      hub: o.hub,
+      requests: o.requests,
+      cursors: o.cursors,
+      log: req.log,
+      helloTimeoutMs: o.config.HELLO_TIMEOUT_MS,
+      heartbeatMs: o.config.HEARTBEAT_MS,
+      registry: o.sessions
+    })
+  })
+}

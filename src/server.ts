@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+import { randomBytes } from 'node:crypto'
+import { buildApp } from './app.js'
+import { ConfigError, loadConfig, parseChannels, type Channel } from './config.js'
+import { startEmulator, type Emulator } from './emulator/index.js'
+
+/** The process entry: the only file that touches `process`. */
+async function main (): Promise<void> {
+  let config
+  try {
+    config = loadConfig(process.env)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`chatapi-bridge: configuration error\n${err.message}\n`)
+      process.exit(78)
+    }
+    throw err
+  }
+
+  let channels: Channel[] = parseChannels(config)
+  let emulator: Emulator | undefined
+  if (channels.length === 0) {
+    const token = `emulator-${randomBytes(12).toString('hex')}`
+    emulator = await startEmulator({ port: config.EMULATOR_PORT, host: '127.0.0.1', tokens: [token], holdMs: config.EMULATOR_HOLD_MS })
+    channels = [{ name: 'default', url: emulator.url, token }]
+  }
+
+  const app = await buildApp(config, { channels })
+  if (emulator !== undefined) {
+    app.log.warn({ emulator: emulator.origin }, 'no UPSTREAM_URL set: using the built-in Chat API emulator (operator routes at /operator/…)')
+    const emu = emulator
+    app.addHook('onClose', async () => { await emu.close() })
+  }
+
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) {
+      app.log.warn({ signal }, 'second signal: exiting now')
+      process.exit(1)
+    }
+    stopping = true
+    app.log.info({ signal }, 'shutting down')
+    const deadline = setTimeout(() => {
+      app.log.error('shutdown deadline passed: exiting')
+      process.exit(1)
+    }, config.SHUTDOWN_TIMEOUT_MS)
+    deadline.unref()
+    app.close().then(() => { process.exit(0) }, (err: unknown) => {
+      app.log.error({ err }, 'shutdown failed')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', () => { stop('SIGTERM') })
+  process.on('SIGINT', () => { stop('SIGINT') })
+
+  await app.listen({ port: config.PORT, host: config.HOST })
+  app.log.info(`chatapi-bridge ready: ws://${config.HOST}:${app.server.address() !== null && typeof app.server.address() === 'object' ? (app.server.address() as { port: number }).port : config.PORT}/v1/ws`)
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`chatapi-bridge: failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,250 @@
+import { randomBytes } from 'node:crypto'
+import type { WebSocket, RawData } from 'ws'
+import type { FastifyBaseLogger } from 'fastify'
+import { AuthError, type Authenticator } from './auth.js'
+import { CloseCode, closeReason, ErrorCode } from './errors.js'
+import type { FeedKey, Hub, Subscriber } from './hub.js'
+import type { CursorCodec, CursorPosition } from './cursor.js'
+import { checkFrame, isRequestType, jsonDepth, MAX_JSON_DEPTH, type HelloFrame, type RequestFrame, type WelcomeFrame } from './protocol.js'
+import type { Requests } from './requests.js'
+
+export interface SessionDeps {
+  auth: Authenticator
+  hub: Hub
+  requests: Requests
+  cursors: CursorCodec
+  log: FastifyBaseLogger
+  helloTimeoutMs: number
+  heartbeatMs: number
+  /** Every open session, for the heartbeat and for shutdown. */
+  registry: Set<Session>
+}
+
+/** Bad frames in a row after which the socket is closed: one mistake is answered, a stream of them is abuse. */
+const MAX_BAD_FRAMES = 10
+
+/** One WebSocket: hello and auth, its subscription to the hub, its requests, its heartbeat. */
+export class Session implements Subscriber {
+  private readonly ws: WebSocket
+  private readonly d: SessionDeps
+  readonly channel: string
+  private state: 'hello' | 'welcoming' | 'open' | 'closed' = 'hello'
+  private key: FeedKey | undefined
+  private log: FastifyBaseLogger
+  private helloTimer: NodeJS.Timeout | undefined
+  private pending: string[] = []
+  private badFrames = 0
+  private missedPongs = 0
+
+  constructor (ws: WebSocket, channel: string, deps: SessionDeps) {
+    this.ws = ws
+    this.channel = channel
+    this.d = deps
+    this.log = deps.log.child({ session: randomBytes(6).toString('base64url'), channel })
+    deps.registry.add(this)
+    this.helloTimer = setTimeout(() => { this.close(CloseCode.HELLO_TIMEOUT) }, deps.helloTimeoutMs)
+    ws.on('message', (data, isBinary) => { this.onMessage(data, isBinary) })
+    ws.on('pong', () => { this.missedPongs = 0 })
+    ws.on('close', () => { this.onClosed() })
+    ws.on('error', (err) => {
+      // ws closes the socket itself after an error (1009 for an oversized frame).
+      this.log.info({ err: err.message }, 'socket error')
+    })
+  }
+
+  /** A getter, so that checks after an await are not narrowed away by the compiler. */
+  get closed (): boolean { return this.state === 'closed' }
+
+  deliver (frame: string): void {
+    if (this.state === 'open') this.send(frame)
+    else if (this.state === 'welcoming') this.pending.push(frame)
+  }
+
+  upstreamRejected (): void {
+    this.close(CloseCode.UPSTREAM_REJECTED_CHANNEL)
+  }
+
+  /** Called by the shared heartbeat timer every heartbeatMs. */
+  heartbeat (): void {
+    if (this.state === 'closed') return
+    if (this.missedPongs >= 2) {
+      this.log.info('no pong for two heartbeats; ending the socket')
+      this.ws.terminate()
+      return
+    }
+    this.missedPongs++
+    this.ws.ping()
+    if (this.state === 'open') this.send('{"type":"ping"}')
+  }
+
+  close (code: CloseCode): void {
+    if (this.state === 'closed') return
+    this.ws.close(code, closeReason[code])
+    this.onClosed()
+  }
+
+  /** Closes with `code` and resolves when the close handshake ends, cutting the socket after `graceMs`. */
+  async closeAndWait (code: CloseCode, graceMs: number): Promise<void> {
+    if (this.ws.readyState === this.ws.CLOSED) return
+    const closed = new Promise<void>((resolve) => { this.ws.once('close', () => { resolve() }) })
+    this.close(code)
+    const timer = setTimeout(() => { this.ws.terminate() }, graceMs)
+    await closed
+    clearTimeout(timer)
+  }
+
+  private onClosed (): void {
+    if (this.state === 'closed') return
+    this.state = 'closed'
+    clearTimeout(this.helloTimer)
+    this.pending = []
+    this.d.registry.delete(this)
+    if (this.key !== undefined) this.d.hub.unsubscribe(this.key, this)
+  }
+
+  private send (frame: string): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(frame)
+  }
+
+  private onMessage (data: RawData, isBinary: boolean): void {
+    if (this.state === 'closed') return
+    if (isBinary) {
+      this.close(CloseCode.UNSUPPORTED_DATA)
+      return
+    }
+    let frame: unknown
+    try {
+      frame = JSON.parse(data.toString())
+    } catch {
+      this.badFrame('frame is not valid JSON')
+      return
+    }
+    if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) {
+      this.badFrame('frame must be a JSON object')
+      return
+    }
+    const type = (frame as { type?: unknown }).type
+    if (typeof type !== 'string') {
+      this.badFrame('frame has no string "type"')
+      return
+    }
+    if (jsonDepth(frame, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+      this.badFrame(`frame is nested deeper than ${MAX_JSON_DEPTH} levels`, idOf(frame))
+      return
+    }
+    this.missedPongs = 0
+    if (type === 'pong') return
+    if (type === 'ping') { this.send('{"type":"pong"}'); return }
+    if (type === 'hello') { this.onHello(frame); return }
+    if (!isRequestType(type)) {
+      this.badFrame(`unknown type "${type.slice(0, 40)}"`, idOf(frame))
+      return
+    }
+    this.onRequest(frame as RequestFrame)
+  }
+
+  private onRequest (frame: RequestFrame): void {
+    const id = idOf(frame)
+    if (this.state !== 'open') {
+      if (id !== undefined) this.sendResultError(id, ErrorCode.NOT_READY, 'send hello and wait for welcome first')
+      else this.badFrame('send hello and wait for welcome first')
+      return
+    }
+    if ('clientId' in frame) {
+      this.badFrame('clientId comes from the session; leave it out of requests', id)
+      return
+    }
+    const problem = checkFrame(frame.type, frame)
+    if (problem !== null) {
+      this.badFrame(`${frame.type}: ${problem}`, id)
+      return
+    }
+    if ((frame.type === 'send' || frame.type === 'sendAsync') && (frame.query === undefined) === (frame.event === undefined)) {
+      this.badFrame(`${frame.type}: give exactly one of "query" and "event"`, id)
+      return
+    }
+    this.badFrames = 0
+    const key = this.key as FeedKey
+    this.d.requests.handle({ channel: this.channel, clientId: key.clientId, cid: key.cid }, frame).then(
+      (result) => { this.send(result) },
+      (err: unknown) => { this.log.error({ err }, 'request handling failed') }
+    )
+  }
+
+  private onHello (frame: object): void {
+    if (this.state !== 'hello') {
+      this.badFrame('hello was already received')
+      return
+    }
+    const problem = checkFrame('hello', frame)
+    if (problem !== null) {
+      this.badFrame(`hello: ${problem}`)
+      return
+    }
+    this.state = 'welcoming'
+    clearTimeout(this.helloTimer)
+    this.welcome(frame as HelloFrame).catch((err: unknown) => {
+      if (err instanceof AuthError) {
+        this.log.info({ reason: err.message }, 'hello refused')
+        this.close(CloseCode.UNAUTHORIZED)
+        return
+      }
+      this.log.error({ err }, 'hello failed')
+      this.close(CloseCode.INTERNAL_ERROR)
+    })
+  }
+
+  private async welcome (hello: HelloFrame): Promise<void> {
+    const identity = await this.d.auth.authenticate(hello.auth)
+    if (this.closed) return
+    const cid = hello.cid ?? randomBytes(9).toString('base64url')
+    const key: FeedKey = { channel: this.channel, clientId: identity.clientId, cid, all: hello.all ?? true }
+    this.log = this.log.child({ clientId: key.clientId, cid })
+    let resume: CursorPosition | undefined
+    let gap: string | undefined
+    if (hello.resume !== undefined) {
+      const pos = this.d.cursors.decode(key, hello.resume)
+      if ('error' in pos) gap = pos.error
+      else resume = pos
+    }
+    this.key = key
+    const sub = await this.d.hub.subscribe(key, this, resume)
+    if (this.closed) return
+    const welcome: WelcomeFrame = {
+      type: 'welcome',
+      clientId: key.clientId,
+      cid,
+      resumed: sub.resumed,
+      heartbeatMs: this.d.heartbeatMs,
+      channel: this.channel
+    }
+    if (identity.ticket !== undefined) welcome.ticket = identity.ticket
+    if (hello.resume !== undefined && !sub.resumed) welcome.gap = { reason: gap ?? sub.gap ?? 'cannot resume' }
+    this.send(JSON.stringify(welcome))
+    for (const f of sub.backlog) this.send(f)
+    const queued = this.pending
+    this.pending = []
+    this.state = 'open'
+    for (const f of queued) this.send(f)
+    this.log.debug({ resumed: sub.resumed }, 'welcome')
+  }
+
+  private badFrame (message: string, id?: string): void {
+    this.badFrames++
+    if (id !== undefined) this.sendResultError(id, ErrorCode.BAD_REQUEST, message)
+    else this.send(JSON.stringify({ type: 'error', code: ErrorCode.BAD_REQUEST, message }))
+    if (this.badFrames >= MAX_BAD_FRAMES) {
+      this.log.info('too many bad frames in a row; closing')
+      this.close(CloseCode.TOO_MANY_FRAMES)
+    }
+  }
+
+  private sendResultError (id: string, code: string, message: string): void {
+    this.send(JSON.stringify({ type: 'result', id, ok: false, error: { code, message } }))
+  }
+}
+
+function idOf (frame: object): string | undefined {
+  const id = (frame as { id?: unknown }).id
+  return typeof id === 'string' && id.length > 0 && id.length <= 64 ? id : undefined
+}

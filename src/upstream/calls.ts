@@ -1,0 +1,87 @@
+import type { RequestFrame } from '../protocol.js'
+
+/**
+ * Where each bridge request goes upstream, and with what. This is the one
+ * place that knows the Chat API's paths and bodies: paths marked [chosen] in
+ * CHATAPI.md may differ on a live server, and this is where to adapt them.
+ */
+export interface UpstreamCall {
+  /** A stable name, used in logs and metrics; never contains the token. */
+  name: string
+  method: 'GET' | 'POST'
+  /** Path below `{base}/{token}`, starting with '' or '/'. */
+  path: string
+  query?: Record<string, string>
+  body?: unknown
+}
+
+const enc = encodeURIComponent
+
+export function callFor (req: RequestFrame, clientId: string, cid: string): UpstreamCall {
+  const client = `/client/${enc(clientId)}`
+  switch (req.type) {
+    case 'send':
+    case 'sendAsync': {
+      const body: Record<string, unknown> = { clientId, cid }
+      if (req.query !== undefined) body.query = req.query
+      if (req.event !== undefined) body.event = req.event
+      if (req.data !== undefined) body.data = req.data
+      return { name: req.type, method: 'POST', path: req.type === 'send' ? '' : '/async', body }
+    }
+    case 'history': {
+      const query: Record<string, string> = {}
+      if (req.from !== undefined) query.from = String(req.from)
+      if (req.to !== undefined) query.to = String(req.to)
+      if (req.limit !== undefined) query.limit = String(req.limit)
+      return { name: 'history', method: 'GET', path: `${client}/history`, query }
+    }
+    case 'getState':
+      return { name: 'getState', method: 'GET', path: `${client}/state` }
+    case 'setState':
+      return { name: 'setState', method: 'POST', path: `${client}/state`, body: req.state }
+    case 'getStatus':
+      return { name: 'getStatus', method: 'GET', path: `${client}/message/${enc(req.questionId)}/status` }
+    case 'setStatus':
+      return { name: 'setStatus', method: 'POST', path: `${client}/message/${enc(req.questionId)}/status`, body: { status: req.status } }
+    case 'setStatuses':
+      return { name: 'setStatuses', method: 'POST', path: `${client}/message-statuses`, body: { statuses: req.statuses } }
+    case 'unreadCount':
+      return { name: 'unreadCount', method: 'GET', path: `${client}/message-not-read-count` }
+  }
+}
+
+export interface EventsQuery { clientId: string, cid: string, all: boolean, ts?: number | undefined }
+
+export function eventsCall (q: EventsQuery): UpstreamCall {
+  const query: Record<string, string> = { clientId: q.clientId, cid: q.cid, all: String(q.all) }
+  if (q.ts !== undefined) query.ts = String(q.ts)
+  return { name: 'events', method: 'GET', path: '/events', query }
+}
+
+/** Upstream timestamps are ISO-8601 with milliseconds and usually no zone; no zone means UTC. */
+export function parseUpstreamTime (value: unknown): number | undefined {
+  if (typeof value !== 'string' || value.length < 10 || value.length > 40) return undefined
+  const zoned = /(Z|[+-]\d\d:?\d\d)$/.test(value)
+  const ms = Date.parse(zoned ? value : value + 'Z')
+  return Number.isFinite(ms) ? ms : undefined
+}
+
+/** The upstream time of one element of `{ events: [...] }`: `event.timestamp`, or a top-level `timestamp`. */
+export function eventTime (element: Record<string, unknown>): number | undefined {
+  const inner = element.event
+  if (typeof inner === 'object' && inner !== null && 'timestamp' in inner) {
+    return parseUpstreamTime((inner as Record<string, unknown>).timestamp)
+  }
+  return parseUpstreamTime(element.timestamp)
+}
+
+/** Checks the shape of an /events answer and returns its elements, or null when the shape is wrong. */
+export function eventsOf (body: unknown): Array<Record<string, unknown>> | null {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return null
+  const events = (body as Record<string, unknown>).events
+  if (!Array.isArray(events)) return null
+  for (const e of events) {
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) return null
+  }
+  return events as Array<Record<string, unknown>>
+}
