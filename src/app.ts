@@ -11,9 +11,12 @@ import { SUBPROTOCOL } from './protocol.js'
 import { wsRoutes } from './routes/ws.js'
 import { healthRoutes } from './routes/health.js'
 import { Sessions } from './sessions.js'
+import { clientRoutes } from './routes/client.js'
 
 export interface AppOptions {
   channels: Channel[]
+  /** Serve the demo chat page at `/`. */
+  demoPage?: boolean
   /** A pino logger option; defaults to JSON logs at LOG_LEVEL. */
   logger?: boolean | object
 }
@@ -100,6 +103,7 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     }
   })
   await app.register(healthRoutes)
+  await app.register(clientRoutes, { demoPage: opts.demoPage ?? false })
   await app.register(wsRoutes, { config, auth, hub, requests, cursors, sessions })
   return app
 }

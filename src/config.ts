@@ -39,6 +39,7 @@ export const ConfigSchema = Type.Object({
   RESULT_CACHE_MS: Ms(600_000, 1000, 'how long a request result is kept to answer a resent id'),
   EVENT_BUFFER: Type.Integer({ minimum: 0, maximum: 10_000, default: 200, description: 'recent events kept per connection for resumes' }),
   SHUTDOWN_TIMEOUT_MS: Ms(10_000, 100, 'deadline for a graceful shutdown'),
+  DEMO_PAGE: Type.Optional(Type.Boolean({ description: 'serve the demo chat page at / (true or false); on by default with the built-in emulator' })),
   EMULATOR_PORT: Port(3001, 'port of the built-in emulator (used when UPSTREAM_URL is unset)'),
   EMULATOR_HOLD_MS: Ms(25_000, 10, 'long-poll hold time of the built-in emulator')
 })

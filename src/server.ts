@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { randomBytes } from 'node:crypto'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, parseChannels, type Channel } from './config.js'
 import { startEmulator, type Emulator } from './emulator/index.js'
@@ -20,12 +19,13 @@ async function main (): Promise<void> {
   let channels: Channel[] = parseChannels(config)
   let emulator: Emulator | undefined
   if (channels.length === 0) {
-    const token = `emulator-${randomBytes(12).toString('hex')}`
+    // The built-in emulator listens on loopback only, so its token is no secret.
+    const token = 'demo-token'
     emulator = await startEmulator({ port: config.EMULATOR_PORT, host: '127.0.0.1', tokens: [token], holdMs: config.EMULATOR_HOLD_MS })
     channels = [{ name: 'default', url: emulator.url, token }]
   }
 
-  const app = await buildApp(config, { channels })
+  const app = await buildApp(config, { channels, demoPage: config.DEMO_PAGE ?? emulator !== undefined })
   if (emulator !== undefined) {
     app.log.warn({ emulator: emulator.origin }, 'no UPSTREAM_URL set: using the built-in Chat API emulator (operator routes at /operator/…)')
     const emu = emulator
@@ -54,7 +54,8 @@ async function main (): Promise<void> {
   process.on('SIGINT', () => { stop('SIGINT') })
 
   await app.listen({ port: config.PORT, host: config.HOST })
-  app.log.info(`chatapi-bridge ready: ws://${config.HOST}:${app.server.address() !== null && typeof app.server.address() === 'object' ? (app.server.address() as { port: number }).port : config.PORT}/v1/ws`)
+  const { port } = app.server.address() as { port: number }
+  app.log.info({ port }, `chatapi-bridge ready: ws://${config.HOST}:${port}/v1/ws`)
 }
 
 main().catch((err: unknown) => {

@@ -1,0 +1,84 @@
+import t from 'tap'
+import WebSocket from 'ws'
+import { startBridge } from './fixtures/bridge.js'
+
+t.test('bad frames get BAD_REQUEST and the socket stays open', async (t) => {
+  const h = await startBridge(t)
+  const a = await h.client()
+  a.send('{not json')
+  t.match(await a.upcoming((f) => f.type === 'error'), { code: 'BAD_REQUEST', message: /JSON/ })
+  a.send({ type: 'teleport', id: 'x' })
+  t.match(await a.next((f) => f.type === 'result' && f.id === 'x'), { ok: false, error: { code: 'BAD_REQUEST', message: /unknown type/ } })
+  a.send({ type: 'send', id: 'y' })
+  t.match(await a.next((f) => f.type === 'result' && f.id === 'y'), { ok: false, error: { code: 'BAD_REQUEST', message: /query.*event/ } })
+  a.send({ type: 'history', id: 'z', limit: 'ten' })
+  t.match(await a.next((f) => f.type === 'result' && f.id === 'z'), { ok: false, error: { code: 'BAD_REQUEST', message: /limit/ } })
+  a.send([1, 2])
+  t.match(await a.upcoming((f) => f.type === 'error'), { code: 'BAD_REQUEST' })
+  let deep: unknown = 1
+  for (let i = 0; i < 2000; i++) deep = [deep]
+  a.send({ type: 'setState', id: 'deep', state: deep })
+  t.match(await a.next((f) => f.type === 'result' && f.id === 'deep'), { ok: false, error: { code: 'BAD_REQUEST', message: /nested/ } })
+  const ok = await a.request({ type: 'getState', id: 'still-here' })
+  t.equal(ok.ok, true, 'the socket still works')
+})
+
+t.test('a request before hello gets NOT_READY; a second hello is refused', async (t) => {
+  const h = await startBridge(t)
+  const a = await h.connect()
+  a.send({ type: 'send', id: 'early', query: 'hi' })
+  t.match(await a.next((f) => f.type === 'result' && f.id === 'early'), { ok: false, error: { code: 'NOT_READY' } })
+  await a.hello()
+  a.send({ type: 'hello' })
+  t.match(await a.upcoming((f) => f.type === 'error'), { code: 'BAD_REQUEST', message: /hello/ })
+})
+
+t.test('a binary frame closes with 1003, an oversized one with 1009; others keep working', async (t) => {
+  const h = await startBridge(t, { MAX_FRAME_BYTES: '2048' })
+  const bystander = await h.client()
+  const a = await h.client()
+  a.ws.send(Buffer.from([1, 2, 3]), { binary: true })
+  t.equal(await a.closed(), 1003)
+  const b = await h.client()
+  b.send({ type: 'send', id: 'big', query: 'x'.repeat(4000) })
+  t.equal(await b.closed(), 1009)
+  const r = await bystander.request({ type: 'send', id: 'fine', query: 'still there?' })
+  t.equal(r.ok, true)
+})
+
+t.test('a stream of bad frames closes with 4429', async (t) => {
+  const h = await startBridge(t)
+  const a = await h.client()
+  for (let i = 0; i < 12; i++) a.send('nope')
+  t.equal(await a.closed(), 4429)
+})
+
+t.test('data-frame ping is answered; the server pings at the heartbeat', async (t) => {
+  const h = await startBridge(t, { HEARTBEAT_MS: '150' })
+  const a = await h.client()
+  t.equal(a.welcome.heartbeatMs, 150)
+  a.send({ type: 'ping' })
+  await a.next((f) => f.type === 'pong')
+  await a.upcoming((f) => f.type === 'ping')
+  t.pass('server data-frame ping seen')
+})
+
+t.test('a socket that stops answering pings is ended', async (t) => {
+  const h = await startBridge(t, { HEARTBEAT_MS: '100' })
+  const a = await h.client()
+  // Stop the client's automatic pong replies, as a dead peer would.
+  ;(a.ws as unknown as { pong: () => void }).pong = () => {}
+  const code = await a.closed(10_000)
+  t.ok(code === 1006 || code === 1000 || code > 0, `socket ended (${code})`)
+})
+
+t.test('an unknown channel is refused before the upgrade with 404', async (t) => {
+  const h = await startBridge(t)
+  const status = await new Promise<number>((resolve, reject) => {
+    const ws = new WebSocket(`${h.wsUrl}?channel=nope`, ['chatapi-bridge.v1'])
+    ws.on('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); ws.terminate() })
+    ws.on('open', () => { reject(new Error('upgraded')) })
+    ws.on('error', () => {})
+  })
+  t.equal(status, 404)
+})

@@ -1,0 +1,120 @@
+import t from 'tap'
+import { Poller, type FeedEvent } from '../src/poller.js'
+import { BridgeError, ErrorCode } from '../src/errors.js'
+
+/** A scripted upstream: each call takes the next answer; `ts` asked is recorded. */
+function scripted (answers: Array<Array<Record<string, unknown>> | Error>) {
+  const asked: Array<number | undefined> = []
+  let i = 0
+  let stopper: (() => void) | undefined
+  const fetch = async (ts: number | undefined, signal: AbortSignal): Promise<Array<Record<string, unknown>>> => {
+    asked.push(ts)
+    const a = answers[i++]
+    if (a === undefined) {
+      // Out of script: hold like a long poll until stopped.
+      stopper?.()
+      return await new Promise((_resolve, reject) => { signal.addEventListener('abort', () => { reject(new Error('aborted')) }) })
+    }
+    if (a instanceof Error) throw a
+    return a
+  }
+  const done = new Promise<void>((resolve) => { stopper = resolve })
+  return { fetch, asked, done }
+}
+
+const ev = (iso: string, text: string): Record<string, unknown> => ({ type: 'agentResponse', event: { timestamp: iso, text } })
+const quiet = { warn: () => {}, info: () => {} }
+
+t.test('inclusive boundary is de-duplicated and an idle poll asks from T+1', async (t) => {
+  const T = '2026-01-01T00:00:00.100'
+  const ms = Date.parse(T + 'Z')
+  const s = scripted([
+    [ev(T, 'a'), ev(T, 'b')],
+    [ev(T, 'a'), ev(T, 'b'), ev(T, 'c')], // a late event of the same millisecond
+    [ev(T, 'a'), ev(T, 'b'), ev(T, 'c')] // nothing new: T is complete
+  ])
+  const got: FeedEvent[] = []
+  const p = new Poller({ fetch: s.fetch, onEvents: (e) => got.push(...e), onFatal: () => {}, log: quiet, backoffBaseMs: 1, backoffMaxMs: 2 })
+  p.start()
+  await s.done
+  p.stop()
+  t.same(got.map((e) => JSON.parse(e.json).event.text), ['a', 'b', 'c'])
+  t.same(s.asked, [undefined, ms, ms, ms + 1])
+})
+
+t.test('duplicated and reordered answers deliver each event once, in time order', async (t) => {
+  const s = scripted([
+    [ev('2026-01-01T00:00:00.300', 'c'), ev('2026-01-01T00:00:00.100', 'a'), ev('2026-01-01T00:00:00.100', 'a'), ev('2026-01-01T00:00:00.200', 'b')],
+    [ev('2026-01-01T00:00:00.100', 'a'), ev('2026-01-01T00:00:00.300', 'c')]
+  ])
+  const got: string[] = []
+  const p = new Poller({ fetch: s.fetch, onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)), onFatal: () => {}, log: quiet, backoffBaseMs: 1, backoffMaxMs: 2 })
+  p.start()
+  await s.done
+  p.stop()
+  t.same(got, ['a', 'b', 'c'])
+})
+
+t.test('failures are retried with backoff from the last position; a streak is logged once', async (t) => {
+  const warns: string[] = []
+  const infos: string[] = []
+  const fail = new BridgeError(ErrorCode.UPSTREAM_UNAVAILABLE, 'down', { status: 503 })
+  const s = scripted([[ev('2026-01-01T00:00:00.100', 'a')], fail, fail, fail, [ev('2026-01-01T00:00:00.100', 'a'), ev('2026-01-01T00:00:00.200', 'b')]])
+  const got: string[] = []
+  const p = new Poller({
+    fetch: s.fetch,
+    onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)),
+    onFatal: () => {},
+    log: { warn: (_o, m) => warns.push(m), info: (_o, m) => infos.push(m) },
+    backoffBaseMs: 1,
+    backoffMaxMs: 4
+  })
+  p.start()
+  await s.done
+  p.stop()
+  t.same(got, ['a', 'b'])
+  t.equal(warns.length, 1, 'one warning for the streak')
+  t.equal(infos.length, 1, 'one recovery line')
+  const ms = Date.parse('2026-01-01T00:00:00.100Z')
+  t.same(s.asked.slice(1, 5), [ms, ms, ms, ms], 'retries ask from the last delivered time, inclusive')
+})
+
+t.test('a 401 stops polling and reports the channel as rejected', async (t) => {
+  const s = scripted([new BridgeError(ErrorCode.UPSTREAM_REJECTED, 'no', { status: 401 })])
+  let reported: (e: BridgeError) => void = () => {}
+  const fatal = new Promise<BridgeError>((resolve) => { reported = resolve })
+  const p = new Poller({ fetch: s.fetch, onEvents: () => {}, onFatal: (e) => { reported(e) }, log: quiet, backoffBaseMs: 1, backoffMaxMs: 2 })
+  p.start()
+  t.equal((await fatal).details?.status, 401)
+  t.equal(p.stopped, true)
+  t.equal(s.asked.length, 1, 'no retry against a refused token')
+})
+
+t.test('starting from a cursor skips through its event, or reports a gap', async (t) => {
+  const T = '2026-01-01T00:00:00.100'
+  const ms = Date.parse(T + 'Z')
+  const first = ev(T, 'a')
+  const { eventHash } = await import('../src/cursor.js')
+  const hash = eventHash(JSON.stringify(first))
+  const s = scripted([[first, ev(T, 'b'), ev('2026-01-01T00:00:00.200', 'c')]])
+  const got: string[] = []
+  let outcome: unknown
+  const p = new Poller({ fetch: s.fetch, onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)), onFatal: () => {}, onStart: (o) => { outcome = o }, log: quiet, backoffBaseMs: 1, backoffMaxMs: 2, start: { ts: ms, hash } })
+  p.start()
+  await s.done
+  p.stop()
+  t.same(outcome, { resumed: true })
+  t.same(got, ['b', 'c'])
+  t.equal(s.asked[0], ms)
+
+  const s2 = scripted([[ev(T, 'b')]])
+  let outcome2: { resumed: boolean, gap?: string } | undefined
+  const got2: string[] = []
+  const p2 = new Poller({ fetch: s2.fetch, onEvents: (e) => got2.push(...e.map((x) => JSON.parse(x.json).event.text)), onFatal: () => {}, onStart: (o) => { outcome2 = o }, log: quiet, backoffBaseMs: 1, backoffMaxMs: 2, start: { ts: ms, hash } })
+  p2.start()
+  await s2.done
+  p2.stop()
+  t.equal(outcome2?.resumed, false)
+  t.match(outcome2?.gap, /no longer/)
+  t.same(got2, [], 'what the client will reload from history is not replayed')
+})

@@ -1,0 +1,51 @@
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { TestClient } from './fixtures/ws-client.js'
+
+const serverJs = fileURLToPath(new URL('../dist/server.js', import.meta.url))
+
+t.test('the built server starts the emulator by itself, chats, and drains on SIGTERM', async (t) => {
+  const child = spawn(process.execPath, [serverJs], {
+    env: { PATH: process.env.PATH, PORT: '0', EMULATOR_PORT: '0', LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  t.teardown(() => { child.kill('SIGKILL') })
+  const lines: string[] = []
+  const port = await new Promise<number>((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout })
+    rl.on('line', (line) => {
+      lines.push(line)
+      const rec = JSON.parse(line) as { port?: number, msg?: string }
+      if (rec.msg?.startsWith('chatapi-bridge ready') === true && rec.port !== undefined) resolve(rec.port)
+    })
+    child.once('exit', (code) => { reject(new Error(`server exited ${String(code)}: ${lines.join('\n')}`)) })
+  })
+  t.ok(lines.some((l) => l.includes('built-in Chat API emulator')), 'says it uses the emulator')
+  t.ok(lines.some((l) => l.includes('TICKET_SECRET is not set')), 'warns about the random secret')
+
+  const ready = await fetch(`http://127.0.0.1:${port}/readyz`)
+  t.equal(ready.status, 200)
+  const c = await new TestClient(`ws://127.0.0.1:${port}/v1/ws`).open()
+  t.teardown(() => { c.ws.terminate() })
+  await c.hello()
+  const r = await c.request({ type: 'send', id: '1', query: 'buttons' })
+  t.equal(r.ok, true)
+  t.match(r.result, { data: { replies: [{ type: 'buttons' }] } })
+  t.notOk(JSON.stringify(r).includes('demo-token'), 'no token in the result')
+
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { resolve(code) }))
+  child.kill('SIGTERM')
+  t.equal(await c.closed(), 1012, 'sockets are told to reconnect')
+  t.equal(await exited, 0, 'exits 0')
+})
+
+t.test('a wrong setting stops the start with a message naming it', async (t) => {
+  const child = spawn(process.execPath, [serverJs], { env: { PATH: process.env.PATH, PORT: 'abc' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let err = ''
+  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+  t.not(code, 0)
+  t.match(err, /PORT="abc"/)
+})
