@@ -1,5 +1,5 @@
 import { hkdfSync, randomBytes } from 'node:crypto'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import websocket from '@fastify/websocket'
 import type { Config, Channel } from './config.js'
 import { JwtAuth, TicketAuth, type Authenticator } from './auth.js'
@@ -12,6 +12,8 @@ import { wsRoutes } from './routes/ws.js'
 import { healthRoutes } from './routes/health.js'
 import { Sessions } from './sessions.js'
 import { clientRoutes } from './routes/client.js'
+import { metricsRoutes } from './routes/metrics.js'
+import { Metrics } from './metrics.js'
 
 export interface AppOptions {
   channels: Channel[]
@@ -29,7 +31,17 @@ export const REDACT = [
 
 declare module 'fastify' {
   interface FastifyInstance {
-    bridge: { sessions: Sessions, hub: LocalHub, channels: Channel[], ready: boolean }
+    bridge: {
+      sessions: Sessions
+      hub: LocalHub
+      channels: Channel[]
+      ready: boolean
+      metrics: Metrics | undefined
+      /** The port of the separate metrics listener, when METRICS_PORT is set. */
+      metricsPort: number | undefined
+      /** Stops taking sockets and closes the open ones over DRAIN_MS; then close the app. */
+      drain: () => Promise<void>
+    }
   }
 }
 
@@ -41,7 +53,8 @@ function keyFrom (secret: Buffer, info: string): Buffer {
 export async function buildApp (config: Config, opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? { level: config.LOG_LEVEL, redact: { paths: REDACT, censor: '[redacted]' } },
-    disableRequestLogging: config.LOG_LEVEL !== 'debug' && config.LOG_LEVEL !== 'trace',
+    // A line per probe and per scrape is noise; at debug level every request is logged.
+    logController: new LogController({ disableRequestLogging: config.LOG_LEVEL !== 'debug' && config.LOG_LEVEL !== 'trace' }),
     // A browser may keep a WebSocket open for hours; the server must not time it out.
     requestTimeout: 0
   })
@@ -59,9 +72,13 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     : new TicketAuth(keyFrom(secret, 'chatapi-bridge ticket v1'), config.TICKET_TTL_S)
   const cursors = new CursorCodec(keyFrom(secret, 'chatapi-bridge cursor v1'))
 
+  const metrics = config.METRICS ? new Metrics() : undefined
+  const observe = metrics === undefined
+    ? undefined
+    : (call: string, outcome: string, seconds: number) => { metrics.upstreamDuration.observe({ call, outcome }, seconds) }
   const apis = new Map<string, ChatApi>()
   for (const c of opts.channels) {
-    apis.set(c.name, new ChatApi(c, { requestTimeoutMs: config.REQUEST_TIMEOUT_MS, pollTimeoutMs: config.POLL_TIMEOUT_MS }))
+    apis.set(c.name, new ChatApi(c, { requestTimeoutMs: config.REQUEST_TIMEOUT_MS, pollTimeoutMs: config.POLL_TIMEOUT_MS, observe }))
   }
   const hubLog = app.log.child({ component: 'hub' })
   const hub = new LocalHub({
@@ -72,7 +89,14 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     bufferSize: config.EVENT_BUFFER,
     backoffBaseMs: config.BACKOFF_BASE_MS,
     backoffMaxMs: config.BACKOFF_MAX_MS,
-    resumeWaitMs: Math.min(config.REQUEST_TIMEOUT_MS, 5000)
+    resumeWaitMs: Math.min(config.REQUEST_TIMEOUT_MS, 5000),
+    onPublish: metrics === undefined
+      ? undefined
+      : (channel, ts, sockets) => {
+          metrics.upstreamEvents.inc({ channel })
+          metrics.eventsForwarded.inc({ channel }, sockets)
+          if (sockets > 0) metrics.eventAge.observe({ channel }, Math.max(0, Date.now() - ts) / 1000)
+        }
   })
   const sessions = new Sessions(config.HEARTBEAT_MS)
   const requests = new Requests({
@@ -80,7 +104,12 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     resultCacheMs: config.RESULT_CACHE_MS,
     onChannelRejected: (channel) => { sessions.rejectChannel(channel) }
   })
-  app.decorate('bridge', { sessions, hub, channels: opts.channels, ready: false })
+  metrics?.bind({ polls: () => hub.stats().feeds, outboundBytes: () => sessions.outboundBytes(), socketsByChannel: () => sessions.socketsByChannel() })
+  const drain = async (): Promise<void> => {
+    app.bridge.ready = false
+    await sessions.drain(config.DRAIN_MS, 1000)
+  }
+  app.decorate('bridge', { sessions, hub, channels: opts.channels, ready: false, metrics, metricsPort: undefined, drain })
 
   // Runs before @fastify/websocket's own preClose: sockets get 1012, not a bare close.
   app.addHook('preClose', async () => {
@@ -103,7 +132,20 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     }
   })
   await app.register(healthRoutes)
+  if (metrics !== undefined) {
+    if (config.METRICS_PORT === undefined) {
+      await app.register(metricsRoutes, { metrics })
+    } else {
+      const side = Fastify({ logger: false })
+      await side.register(metricsRoutes, { metrics })
+      app.addHook('onListen', async () => {
+        await side.listen({ port: config.METRICS_PORT, host: config.HOST })
+        app.bridge.metricsPort = (side.server.address() as { port: number }).port
+      })
+      app.addHook('onClose', async () => { await side.close() })
+    }
+  }
   await app.register(clientRoutes, { demoPage: opts.demoPage ?? false })
-  await app.register(wsRoutes, { config, auth, hub, requests, cursors, sessions })
+  await app.register(wsRoutes, { config, auth, hub, requests, cursors, sessions, metrics })
   return app
 }

@@ -38,7 +38,10 @@ export const ConfigSchema = Type.Object({
   BACKOFF_MAX_MS: Ms(30_000, 1, 'largest retry delay after upstream failures'),
   RESULT_CACHE_MS: Ms(600_000, 1000, 'how long a request result is kept to answer a resent id'),
   EVENT_BUFFER: Type.Integer({ minimum: 0, maximum: 10_000, default: 200, description: 'recent events kept per connection for resumes' }),
-  SHUTDOWN_TIMEOUT_MS: Ms(10_000, 100, 'deadline for a graceful shutdown'),
+  DRAIN_MS: Ms(5000, 0, 'window over which open sockets are closed (1012, with jitter) on SIGTERM'),
+  SHUTDOWN_TIMEOUT_MS: Ms(10_000, 100, 'deadline for a graceful shutdown; longer than DRAIN_MS'),
+  METRICS: Type.Boolean({ default: true, description: 'serve Prometheus metrics at /metrics (true or false)' }),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'serve /metrics on this port instead of the main one' })),
   DEMO_PAGE: Type.Optional(Type.Boolean({ description: 'serve the demo chat page at / (true or false); on by default with the built-in emulator' })),
   EMULATOR_PORT: Port(3001, 'port of the built-in emulator (used when UPSTREAM_URL is unset)'),
   EMULATOR_HOLD_MS: Ms(25_000, 10, 'long-poll hold time of the built-in emulator')
@@ -106,6 +109,9 @@ function crossCheck (config: Config): void {
   }
   if (config.AUTH_MODE === 'jwt' && config.JWT_SECRET === undefined && config.JWT_PUBLIC_KEY === undefined) {
     throw new ConfigError('AUTH_MODE=jwt needs JWT_SECRET (HMAC) or JWT_PUBLIC_KEY (PEM)')
+  }
+  if (config.SHUTDOWN_TIMEOUT_MS <= config.DRAIN_MS) {
+    throw new ConfigError('SHUTDOWN_TIMEOUT_MS must be longer than DRAIN_MS, so the drain can finish before the deadline')
   }
   if (config.BACKOFF_MAX_MS < config.BACKOFF_BASE_MS) {
     throw new ConfigError('BACKOFF_MAX_MS must not be smaller than BACKOFF_BASE_MS')

@@ -13,6 +13,8 @@ export interface LocalHubOptions {
   backoffMaxMs: number
   /** Longest wait for the upstream's first answer when a socket resumes on a new feed. */
   resumeWaitMs: number
+  /** Told of each new upstream event and how many sockets got it. */
+  onPublish?: (channel: string, ts: number, sockets: number) => void
 }
 
 interface Buffered { ts: number, hash: string, frame: string }
@@ -150,6 +152,7 @@ export class LocalHub implements Hub {
         if (feed.recent.length > this.o.bufferSize) feed.recent.shift()
       }
       for (const sub of feed.subs) sub.deliver(frame)
+      this.o.onPublish?.(feed.key.channel, ev.ts, feed.subs.size)
     }
   }
 

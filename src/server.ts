@@ -45,7 +45,7 @@ async function main (): Promise<void> {
       process.exit(1)
     }, config.SHUTDOWN_TIMEOUT_MS)
     deadline.unref()
-    app.close().then(() => { process.exit(0) }, (err: unknown) => {
+    app.bridge.drain().then(async () => { await app.close() }).then(() => { process.exit(0) }, (err: unknown) => {
       app.log.error({ err }, 'shutdown failed')
       process.exit(1)
     })

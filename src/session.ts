@@ -7,6 +7,7 @@ import type { FeedKey, Hub, Subscriber } from './hub.js'
 import type { CursorCodec, CursorPosition } from './cursor.js'
 import { checkFrame, isRequestType, jsonDepth, MAX_JSON_DEPTH, type HelloFrame, type RequestFrame, type WelcomeFrame } from './protocol.js'
 import type { Requests } from './requests.js'
+import type { Metrics } from './metrics.js'
 
 export interface SessionDeps {
   auth: Authenticator
@@ -18,6 +19,7 @@ export interface SessionDeps {
   heartbeatMs: number
   /** Every open session, for the heartbeat and for shutdown. */
   registry: Set<Session>
+  metrics?: Metrics | undefined
 }
 
 /** Bad frames in a row after which the socket is closed: one mistake is answered, a stream of them is abuse. */
@@ -45,7 +47,10 @@ export class Session implements Subscriber {
     this.helloTimer = setTimeout(() => { this.close(CloseCode.HELLO_TIMEOUT) }, deps.helloTimeoutMs)
     ws.on('message', (data, isBinary) => { this.onMessage(data, isBinary) })
     ws.on('pong', () => { this.missedPongs = 0 })
-    ws.on('close', () => { this.onClosed() })
+    ws.on('close', (code) => {
+      deps.metrics?.closes.inc({ code: String(code) })
+      this.onClosed()
+    })
     ws.on('error', (err) => {
       // ws closes the socket itself after an error (1009 for an oversized frame).
       this.log.info({ err: err.message }, 'socket error')
@@ -54,6 +59,9 @@ export class Session implements Subscriber {
 
   /** A getter, so that checks after an await are not narrowed away by the compiler. */
   get closed (): boolean { return this.state === 'closed' }
+
+  /** Bytes written to this socket that the client has not taken yet. */
+  get bufferedBytes (): number { return this.ws.bufferedAmount }
 
   deliver (frame: string): void {
     if (this.state === 'open') this.send(frame)
@@ -166,7 +174,10 @@ export class Session implements Subscriber {
     this.badFrames = 0
     const key = this.key as FeedKey
     this.d.requests.handle({ channel: this.channel, clientId: key.clientId, cid: key.cid }, frame).then(
-      (result) => { this.send(result) },
+      (result) => {
+        this.d.metrics?.requests.inc({ type: frame.type, result: result.includes('"ok":true') ? 'ok' : 'error' })
+        this.send(result)
+      },
       (err: unknown) => { this.log.error({ err }, 'request handling failed') }
     )
   }
@@ -185,10 +196,12 @@ export class Session implements Subscriber {
     clearTimeout(this.helloTimer)
     this.welcome(frame as HelloFrame).catch((err: unknown) => {
       if (err instanceof AuthError) {
+        this.d.metrics?.hellos.inc({ channel: this.channel, result: 'unauthorized' })
         this.log.info({ reason: err.message }, 'hello refused')
         this.close(CloseCode.UNAUTHORIZED)
         return
       }
+      this.d.metrics?.hellos.inc({ channel: this.channel, result: 'error' })
       this.log.error({ err }, 'hello failed')
       this.close(CloseCode.INTERNAL_ERROR)
     })
@@ -226,6 +239,8 @@ export class Session implements Subscriber {
     this.pending = []
     this.state = 'open'
     for (const f of queued) this.send(f)
+    this.d.metrics?.hellos.inc({ channel: this.channel, result: 'welcome' })
+    if (hello.resume !== undefined) this.d.metrics?.resumes.inc({ outcome: sub.resumed ? 'resumed' : 'gap' })
     this.log.debug({ resumed: sub.resumed }, 'welcome')
   }
 

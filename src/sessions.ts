@@ -14,6 +14,31 @@ export class Sessions extends Set<Session> {
     this.timer.unref()
   }
 
+  socketsByChannel (): Map<string, number> {
+    const counts = new Map<string, number>()
+    for (const s of this) counts.set(s.channel, (counts.get(s.channel) ?? 0) + 1)
+    return counts
+  }
+
+  outboundBytes (): number {
+    let n = 0
+    for (const s of this) n += s.bufferedBytes
+    return n
+  }
+
+  /**
+   * Closes every socket with 1012, each at a random moment within `windowMs`,
+   * so that clients do not all reconnect (to another instance) in the same
+   * second. Resolves when all are closed.
+   */
+  async drain (windowMs: number, graceMs: number): Promise<void> {
+    const closing = [...this].map(async (s) => {
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * windowMs))
+      await s.closeAndWait(CloseCode.RESTART, graceMs)
+    })
+    await Promise.all(closing)
+  }
+
   rejectChannel (channel: string): void {
     for (const s of this) if (s.channel === channel) s.close(CloseCode.UPSTREAM_REJECTED_CHANNEL)
   }

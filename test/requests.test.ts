@@ -74,26 +74,18 @@ t.test('sends of one client reach the upstream one at a time, in order', async (
   h.emulator.faults.add({ route: 'send', kind: 'delay', delayMs: 30, count: 5 })
   const a = await h.client({ cid: 'one' })
   const b = await h.client({ auth: a.welcome.ticket, cid: 'two' })
-  let inFlight = 0
-  let maxInFlight = 0
   const order: string[] = []
   h.emulator.on('request', (r) => {
     if (r.route !== 'send') return
     order.push((r.body as { query: string }).query)
   })
   const ids = ['a', 'b', 'c', 'd', 'e']
-  const results = ids.map(async (id, i) => {
-    const c = i % 2 === 0 ? a : b
-    inFlight++
-    maxInFlight = Math.max(maxInFlight, inFlight)
-    const r = await c.request({ type: 'send', id, query: `q-${id}` })
-    inFlight--
-    return r
-  })
-  const all = await Promise.all(results)
+  // All five are outstanding at once, three on one socket and two on another.
+  const all = await Promise.all(ids.map(async (id, i) => await (i % 2 === 0 ? a : b).request({ type: 'send', id, query: `q-${id}` })))
   t.ok(all.every((r) => r.ok === true))
-  t.same(order, ids.map((id) => `q-${id}`), 'in the order received')
-  t.ok(maxInFlight > 1, 'the client had several sends outstanding')
+  // Frames of two sockets have no order between them; each socket's own order holds.
+  t.same(order.filter((q) => ['q-a', 'q-c', 'q-e'].includes(q)), ['q-a', 'q-c', 'q-e'], 'socket one in order')
+  t.same(order.filter((q) => ['q-b', 'q-d'].includes(q)), ['q-b', 'q-d'], 'socket two in order')
   // With a delay of 30 ms each and one at a time, the upstream saw them serially:
   const sends = h.emulator.requests.filter((r) => r.route === 'send')
   for (let i = 1; i < sends.length; i++) t.ok(sends[i]!.at >= sends[i - 1]!.at + 25, 'the next send started after the previous answered')

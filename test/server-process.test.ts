@@ -8,7 +8,7 @@ const serverJs = fileURLToPath(new URL('../dist/server.js', import.meta.url))
 
 t.test('the built server starts the emulator by itself, chats, and drains on SIGTERM', async (t) => {
   const child = spawn(process.execPath, [serverJs], {
-    env: { PATH: process.env.PATH, PORT: '0', EMULATOR_PORT: '0', LOG_LEVEL: 'info' },
+    env: { PATH: process.env.PATH, PORT: '0', EMULATOR_PORT: '0', LOG_LEVEL: 'info', DRAIN_MS: '300' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   t.teardown(() => { child.kill('SIGKILL') })

@@ -7,6 +7,7 @@ import type { Requests } from '../requests.js'
 import type { Sessions } from '../sessions.js'
 import { CloseCode, closeReason } from '../errors.js'
 import { Session } from '../session.js'
+import type { Metrics } from '../metrics.js'
 
 export interface WsRouteOptions {
   config: Config
@@ -15,6 +16,7 @@ export interface WsRouteOptions {
   requests: Requests
   cursors: CursorCodec
   sessions: Sessions
+  metrics: Metrics | undefined
 }
 
 /** The channel a socket asks for with ?channel=, or the default one. */
@@ -48,7 +50,7 @@ export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promis
       return
     }
     const channel = channelOf(req, names, o.config.DEFAULT_CHANNEL) as string
-    // eslint-disable-next-line no-new -- the session registers itself and lives as long as its socket
+    // The session registers itself and lives as long as its socket.
     new Session(socket, channel, {
       auth: o.auth,
       hub: o.hub,
@@ -57,7 +59,8 @@ export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promis
       log: req.log,
       helloTimeoutMs: o.config.HELLO_TIMEOUT_MS,
       heartbeatMs: o.config.HEARTBEAT_MS,
-      registry: o.sessions
+      registry: o.sessions,
+      metrics: o.metrics
     })
   })
 }

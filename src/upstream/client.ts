@@ -11,6 +11,8 @@ export interface ChatApiOptions {
   requestTimeoutMs: number
   pollTimeoutMs: number
   dispatcher?: Dispatcher
+  /** Told of every finished call: its name, its outcome (HTTP status or error code) and its duration. */
+  observe?: (call: string, outcome: string, seconds: number) => void
 }
 
 export interface UpstreamAnswer { status: number, body: unknown }
@@ -53,6 +55,20 @@ export class ChatApi {
   }
 
   private async exchange (call: UpstreamCall, timeoutMs: number, signal?: AbortSignal): Promise<UpstreamAnswer> {
+    const started = performance.now()
+    try {
+      const answer = await this.attempt(call, timeoutMs, signal)
+      this.opts.observe?.(call.name, String(answer.status), (performance.now() - started) / 1000)
+      return answer
+    } catch (err) {
+      const e = err as BridgeError
+      const status = e.details?.status
+      this.opts.observe?.(call.name, typeof status === 'number' ? String(status) : e.code, (performance.now() - started) / 1000)
+      throw err
+    }
+  }
+
+  private async attempt (call: UpstreamCall, timeoutMs: number, signal?: AbortSignal): Promise<UpstreamAnswer> {
     const url = new URL(this.base + call.path)
     for (const [k, v] of Object.entries(call.query ?? {})) url.searchParams.set(k, v)
     let res: Dispatcher.ResponseData
