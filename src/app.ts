@@ -14,6 +14,7 @@ import { Sessions } from './sessions.js'
 import { clientRoutes } from './routes/client.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { Metrics } from './metrics.js'
+import { PollGate } from './poll-gate.js'
 
 export interface AppOptions {
   channels: Channel[]
@@ -81,6 +82,7 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     apis.set(c.name, new ChatApi(c, { requestTimeoutMs: config.REQUEST_TIMEOUT_MS, pollTimeoutMs: config.POLL_TIMEOUT_MS, observe }))
   }
   const hubLog = app.log.child({ component: 'hub' })
+  const gate = new PollGate(config.POLL_STARTS_PER_S, Math.max(1, Math.ceil(config.POLL_STARTS_PER_S)))
   const hub = new LocalHub({
     apis,
     cursors,
@@ -90,6 +92,8 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     backoffBaseMs: config.BACKOFF_BASE_MS,
     backoffMaxMs: config.BACKOFF_MAX_MS,
     resumeWaitMs: Math.min(config.REQUEST_TIMEOUT_MS, 5000),
+    maxFeeds: config.MAX_POLLS,
+    gate,
     onPublish: metrics === undefined
       ? undefined
       : (channel, ts, sockets) => {
@@ -116,6 +120,7 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     app.bridge.ready = false
     requests.shutdown()
     await sessions.closeAll(Math.min(config.SHUTDOWN_TIMEOUT_MS, 2000))
+    gate.close()
     await hub.close()
   })
   app.addHook('onClose', async () => {

@@ -5,32 +5,47 @@ export interface FeedKey { channel: string, clientId: string, cid: string, all: 
 
 /** One socket, as the hub sees it. */
 export interface Subscriber {
-  /** A ready-made `event` frame; delivered in upstream order, each once. */
-  deliver: (frame: string) => void
+  /**
+   * A ready-made `event` frame, in upstream order, each once. Returns false
+   * when the socket's outbound queue is full: the hub then sends nothing more
+   * until the socket calls `Hub.drained`.
+   */
+  deliver: (frame: string) => boolean
   /** The upstream refused the channel token: the socket should close with 4502. */
   upstreamRejected: () => void
+  /** The socket fell further behind than the hub remembers: it should close with 4409 and resume. */
+  tooSlow: () => void
 }
 
 export interface SubscribeResult {
   /** True when every event after the resume cursor is delivered. */
   resumed: boolean
   gap?: string
-  /** Frames after the cursor that the hub had in memory; send them before anything delivered later. */
-  backlog: string[]
 }
 
-export interface HubStats { feeds: number, subscribers: number }
+export interface HubStats { feeds: number, subscribers: number, pausedFeeds: number }
 
 /**
  * Fans one upstream long poll per key out to every socket of that key. The
  * in-process hub implements it; a clustered hub can implement it on a shared
- * store.
+ * store. Frames for a subscriber may be delivered as soon as subscribe() is
+ * called, before it resolves: the socket queues them until its welcome is out.
  */
 export interface Hub {
   subscribe: (key: FeedKey, sub: Subscriber, resume?: CursorPosition) => Promise<SubscribeResult>
   unsubscribe: (key: FeedKey, sub: Subscriber) => void
+  /** The subscriber's outbound queue has room again. */
+  drained: (key: FeedKey, sub: Subscriber) => void
   stats: () => HubStats
   close: () => Promise<void>
+}
+
+/** This instance keeps as many upstream polls as it may: the socket is refused with 1013. */
+export class FeedLimitError extends Error {
+  constructor () {
+    super('upstream poll limit reached')
+    this.name = 'FeedLimitError'
+  }
 }
 
 export function feedId (k: FeedKey): string {

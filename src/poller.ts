@@ -3,6 +3,7 @@ import { eventHash, type CursorPosition } from './cursor.js'
 import { eventTime } from './upstream/calls.js'
 import { isChannelRejected } from './upstream/client.js'
 import { BridgeError, ErrorCode } from './errors.js'
+import type { PollGate } from './poll-gate.js'
 
 /** One upstream event, serialised once: every socket that gets it gets these bytes. */
 export interface FeedEvent { ts: number, hash: string, json: string }
@@ -24,6 +25,8 @@ export interface PollerOptions {
   backoffBaseMs: number
   backoffMaxMs: number
   start?: CursorPosition | undefined
+  /** Paces the first poll of new pollers, so a reconnect storm is not a storm upstream. */
+  gate?: PollGate | undefined
   now?: () => number
   random?: () => number
 }
@@ -38,6 +41,22 @@ export const UPSTREAM_PAGE = 250
  * ask from T+1 and be held: one poll per hold time while idle.
  */
 const SETTLE_MS = 2
+
+/**
+ * The events of one /events answer that carry a usable timestamp, serialised
+ * once and in time order (upstream order is time order; a reordered answer
+ * is put back in order, stable for equal times).
+ */
+export function parseAnswer (elements: Array<Record<string, unknown>>): FeedEvent[] {
+  const parsed: FeedEvent[] = []
+  for (const element of elements) {
+    const ts = eventTime(element)
+    if (ts === undefined) continue
+    const json = JSON.stringify(element)
+    parsed.push({ ts, hash: eventHash(json), json })
+  }
+  return parsed.sort((a, b) => a.ts - b.ts)
+}
 
 /**
  * The long-poll loop of one (channel, clientId, cid). The position it asks
@@ -73,6 +92,7 @@ export class Poller {
   }
 
   get position (): number | undefined { return this.lastTs }
+  get isPaused (): boolean { return this.paused }
   get stopped (): boolean { return this.abort.signal.aborted }
 
   start (): void {
@@ -103,6 +123,7 @@ export class Poller {
 
   private async loop (): Promise<void> {
     const signal = this.abort.signal
+    if (this.o.gate !== undefined) await this.o.gate.admit(signal)
     while (!signal.aborted) {
       if (this.paused) {
         await new Promise<void>((resolve) => { this.pausedUntil = resolve })
@@ -139,17 +160,8 @@ export class Poller {
   /** Delivers what is new in one answer and moves the position. */
   private take (elements: Array<Record<string, unknown>>, askedFrom: number | undefined): void {
     const fresh: FeedEvent[] = []
-    const parsed: FeedEvent[] = []
-    let untimed = 0
-    for (const element of elements) {
-      const ts = eventTime(element)
-      if (ts === undefined) { untimed++; continue }
-      const json = JSON.stringify(element)
-      parsed.push({ ts, hash: eventHash(json), json })
-    }
-    if (untimed > 0) this.o.log.warn({ untimed }, 'upstream events without a valid timestamp were dropped')
-    // Upstream order is time order; a reordered answer is put back in order (stable for equal times).
-    parsed.sort((a, b) => a.ts - b.ts)
+    const parsed = parseAnswer(elements)
+    if (parsed.length < elements.length) this.o.log.warn({ untimed: elements.length - parsed.length }, 'upstream events without a valid timestamp were dropped')
 
     if (this.resumeHash !== undefined) this.skipToResumePoint(parsed)
 

@@ -8,6 +8,8 @@ import type { CursorCodec, CursorPosition } from './cursor.js'
 import { checkFrame, isRequestType, jsonDepth, MAX_JSON_DEPTH, type HelloFrame, type RequestFrame, type WelcomeFrame } from './protocol.js'
 import type { Requests } from './requests.js'
 import type { Metrics } from './metrics.js'
+import type { Sessions } from './sessions.js'
+import { FeedLimitError } from './hub.js'
 
 export interface SessionDeps {
   auth: Authenticator
@@ -17,8 +19,13 @@ export interface SessionDeps {
   log: FastifyBaseLogger
   helloTimeoutMs: number
   heartbeatMs: number
-  /** Every open session, for the heartbeat and for shutdown. */
-  registry: Set<Session>
+  outboundQueueBytes: number
+  slowClientMs: number
+  rateLimitPerS: number
+  rateLimitBurst: number
+  maxSocketsPerClient: number
+  /** Every open session, for the heartbeat, the per-client cap and shutdown. */
+  registry: Sessions
   metrics?: Metrics | undefined
 }
 
@@ -37,6 +44,11 @@ export class Session implements Subscriber {
   private pending: string[] = []
   private badFrames = 0
   private missedPongs = 0
+  /** Since when the outbound queue has been full; 0 when it has room. */
+  private behindSince = 0
+  private tokens: number
+  private lastRefill = Date.now()
+  private limitedInRow = 0
 
   constructor (ws: WebSocket, channel: string, deps: SessionDeps) {
     this.ws = ws
@@ -44,6 +56,7 @@ export class Session implements Subscriber {
     this.d = deps
     this.log = deps.log.child({ session: randomBytes(6).toString('base64url'), channel })
     deps.registry.add(this)
+    this.tokens = deps.rateLimitBurst
     this.helloTimer = setTimeout(() => { this.close(CloseCode.HELLO_TIMEOUT) }, deps.helloTimeoutMs)
     ws.on('message', (data, isBinary) => { this.onMessage(data, isBinary) })
     ws.on('pong', () => { this.missedPongs = 0 })
@@ -63,13 +76,36 @@ export class Session implements Subscriber {
   /** Bytes written to this socket that the client has not taken yet. */
   get bufferedBytes (): number { return this.ws.bufferedAmount }
 
-  deliver (frame: string): void {
-    if (this.state === 'open') this.send(frame)
-    else if (this.state === 'welcoming') this.pending.push(frame)
+  deliver (frame: string): boolean {
+    if (this.state === 'welcoming') {
+      this.pending.push(frame)
+      return true
+    }
+    if (this.state !== 'open' || this.ws.readyState !== this.ws.OPEN) return true
+    if (this.ws.bufferedAmount + frame.length < this.d.outboundQueueBytes) {
+      this.ws.send(frame)
+      return true
+    }
+    // The queue is full: this is the last frame until it drains; the hub keeps the rest.
+    if (this.behindSince === 0) this.behindSince = Date.now()
+    this.ws.send(frame, () => { this.onFlushed() })
+    return false
   }
 
   upstreamRejected (): void {
     this.close(CloseCode.UPSTREAM_REJECTED_CHANNEL)
+  }
+
+  tooSlow (): void {
+    this.log.info('fell behind further than the events kept in memory')
+    this.close(CloseCode.TOO_SLOW)
+  }
+
+  /** Everything queued up to the last frame is written: take more from the hub. */
+  private onFlushed (): void {
+    if (this.closed || this.key === undefined) return
+    this.behindSince = 0
+    this.d.hub.drained(this.key, this)
   }
 
   /** Called by the shared heartbeat timer every heartbeatMs. */
@@ -78,6 +114,11 @@ export class Session implements Subscriber {
     if (this.missedPongs >= 2) {
       this.log.info('no pong for two heartbeats; ending the socket')
       this.ws.terminate()
+      return
+    }
+    if (this.behindSince !== 0 && Date.now() - this.behindSince > this.d.slowClientMs) {
+      this.log.info('stayed behind too long; closing so it resumes')
+      this.close(CloseCode.TOO_SLOW)
       return
     }
     this.missedPongs++
@@ -107,7 +148,10 @@ export class Session implements Subscriber {
     clearTimeout(this.helloTimer)
     this.pending = []
     this.d.registry.delete(this)
-    if (this.key !== undefined) this.d.hub.unsubscribe(this.key, this)
+    if (this.key !== undefined) {
+      this.d.registry.release(this.channel, this.key.clientId)
+      this.d.hub.unsubscribe(this.key, this)
+    }
   }
 
   private send (frame: string): void {
@@ -172,6 +216,16 @@ export class Session implements Subscriber {
       return
     }
     this.badFrames = 0
+    if (!this.admit()) {
+      this.d.metrics?.rateLimited.inc()
+      this.sendResultError(frame.id, ErrorCode.RATE_LIMITED, `more than ${this.d.rateLimitBurst} requests at once or ${this.d.rateLimitPerS} per second`)
+      if (++this.limitedInRow > this.d.rateLimitBurst) {
+        this.log.info('kept sending past the rate limit; closing')
+        this.close(CloseCode.TOO_MANY_FRAMES)
+      }
+      return
+    }
+    this.limitedInRow = 0
     const key = this.key as FeedKey
     this.d.requests.handle({ channel: this.channel, clientId: key.clientId, cid: key.cid }, frame).then(
       (result) => {
@@ -220,8 +274,23 @@ export class Session implements Subscriber {
       if ('error' in pos) gap = pos.error
       else resume = pos
     }
+    if (!this.d.registry.claim(this.channel, key.clientId, this.d.maxSocketsPerClient)) {
+      this.log.info('too many sockets for this client')
+      this.d.metrics?.hellos.inc({ channel: this.channel, result: 'too_many_sockets' })
+      this.close(CloseCode.TOO_MANY_FRAMES)
+      return
+    }
     this.key = key
-    const sub = await this.d.hub.subscribe(key, this, resume)
+    let sub
+    try {
+      sub = await this.d.hub.subscribe(key, this, resume)
+    } catch (err) {
+      if (!(err instanceof FeedLimitError)) throw err
+      this.log.warn('upstream poll limit reached; refusing the socket')
+      this.d.metrics?.hellos.inc({ channel: this.channel, result: 'busy' })
+      this.close(CloseCode.TRY_AGAIN_LATER)
+      return
+    }
     if (this.closed) return
     const welcome: WelcomeFrame = {
       type: 'welcome',
@@ -234,7 +303,6 @@ export class Session implements Subscriber {
     if (identity.ticket !== undefined) welcome.ticket = identity.ticket
     if (hello.resume !== undefined && !sub.resumed) welcome.gap = { reason: gap ?? sub.gap ?? 'cannot resume' }
     this.send(JSON.stringify(welcome))
-    for (const f of sub.backlog) this.send(f)
     const queued = this.pending
     this.pending = []
     this.state = 'open'
@@ -242,6 +310,16 @@ export class Session implements Subscriber {
     this.d.metrics?.hellos.inc({ channel: this.channel, result: 'welcome' })
     if (hello.resume !== undefined) this.d.metrics?.resumes.inc({ outcome: sub.resumed ? 'resumed' : 'gap' })
     this.log.debug({ resumed: sub.resumed }, 'welcome')
+  }
+
+  /** A token bucket per socket: a burst is fine, a sustained flood is not. */
+  private admit (): boolean {
+    const now = Date.now()
+    this.tokens = Math.min(this.d.rateLimitBurst, this.tokens + ((now - this.lastRefill) / 1000) * this.d.rateLimitPerS)
+    this.lastRefill = now
+    if (this.tokens < 1) return false
+    this.tokens -= 1
+    return true
   }
 
   private badFrame (message: string, id?: string): void {

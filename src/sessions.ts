@@ -7,6 +7,23 @@ import type { Session } from './session.js'
  */
 export class Sessions extends Set<Session> {
   private readonly timer: NodeJS.Timeout
+  private readonly perClient = new Map<string, number>()
+
+  /** Counts a socket for its client; false when the client already has `max` here. */
+  claim (channel: string, clientId: string, max: number): boolean {
+    const k = `${channel}\n${clientId}`
+    const n = this.perClient.get(k) ?? 0
+    if (n >= max) return false
+    this.perClient.set(k, n + 1)
+    return true
+  }
+
+  release (channel: string, clientId: string): void {
+    const k = `${channel}\n${clientId}`
+    const n = (this.perClient.get(k) ?? 1) - 1
+    if (n <= 0) this.perClient.delete(k)
+    else this.perClient.set(k, n)
+  }
 
   constructor (heartbeatMs: number) {
     super()

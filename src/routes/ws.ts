@@ -59,6 +59,11 @@ export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promis
       log: req.log,
       helloTimeoutMs: o.config.HELLO_TIMEOUT_MS,
       heartbeatMs: o.config.HEARTBEAT_MS,
+      outboundQueueBytes: o.config.OUTBOUND_QUEUE_BYTES,
+      slowClientMs: o.config.SLOW_CLIENT_MS,
+      rateLimitPerS: o.config.RATE_LIMIT_PER_S,
+      rateLimitBurst: o.config.RATE_LIMIT_BURST,
+      maxSocketsPerClient: o.config.MAX_SOCKETS_PER_CLIENT,
       registry: o.sessions,
       metrics: o.metrics
     })

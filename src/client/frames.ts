@@ -1,0 +1,88 @@
+/**
+ * The frames of protocol v1 as a client sees them, and the shapes of the
+ * Chat API bodies that results carry. They are written out here, not imported
+ * from the server's protocol.ts: that module pulls in TypeBox, and this client
+ * runs in a browser with no dependency at all.
+ */
+
+/** The WebSocket subprotocol of protocol v1. */
+export const SUBPROTOCOL = 'chatapi-bridge.v1'
+
+export interface WelcomeFrame {
+  type: 'welcome'
+  clientId: string
+  cid: string
+  /** In ticket mode: the credential to present next time. */
+  ticket?: string
+  resumed: boolean
+  gap?: { reason: string }
+  heartbeatMs: number
+  channel?: string
+}
+
+/** One element of the upstream `/events` answer, as the bridge forwards it. */
+export interface UpstreamEvent {
+  type: string
+  event: Record<string, unknown>
+}
+
+export interface EventFrame { type: 'event', cursor: string, event: UpstreamEvent }
+
+export interface ResultError { code: string, message: string, status?: number, upstreamError?: unknown, [k: string]: unknown }
+
+export type ResultFrame =
+  | { type: 'result', id: string, ok: true, result: unknown }
+  | { type: 'result', id: string, ok: false, error: ResultError }
+
+export interface ErrorFrame { type: 'error', code: string, message: string, id?: string }
+
+/** An event as the client hands it out: the upstream element and the cursor that follows it. */
+export interface BridgeEvent extends UpstreamEvent {
+  cursor: string
+}
+
+/** What to send: a text, or a named event, either with optional data. */
+export type Message =
+  | string
+  | { query: string, data?: unknown }
+  | { event: string, data?: unknown }
+
+/** One element of `data.replies`: `text`, `buttons`, `inlineButtons`, `image`, `switch`, `timeout`, … */
+export interface Reply {
+  type: string
+  text?: string
+  markup?: string
+  buttons?: Array<{ text?: string, url?: string, [k: string]: unknown }>
+  imageUrl?: string
+  [k: string]: unknown
+}
+
+/** The bot's answer to `send`: the Chat API's body, less the channel token. */
+export interface BotAnswer {
+  clientId?: string
+  questionId: string
+  cid?: string
+  data: { replies: Reply[], answer?: string, [k: string]: unknown }
+  timestamp: string
+  [k: string]: unknown
+}
+
+export interface HistoryOptions {
+  /** Epoch ms, inclusive. */
+  from?: number
+  /** Epoch ms, inclusive. */
+  to?: number
+  /** 1 to 1000. */
+  limit?: number
+}
+
+export interface HistoryMessage {
+  questionId: string
+  timestamp: string
+  /** What the client sent; null for messages nobody asked for (an agent's reply). */
+  request: { query?: string, event?: string, data?: unknown, cid?: string } | null
+  response: { replies?: Reply[], [k: string]: unknown } | null
+  [k: string]: unknown
+}
+
+export interface MessageStatus { questionId: string, status: string }

@@ -1,0 +1,73 @@
+/**
+ * A token bucket for the start of new upstream polls: after a deploy or an
+ * ingress reload, thousands of sockets reconnect at once, and without a gate
+ * each would open a new upstream long poll in the same second. Waiters are
+ * served in order; a waiter whose poll is stopped leaves the queue.
+ */
+export class PollGate {
+  private tokens: number
+  private readonly perSecond: number
+  private readonly burst: number
+  private readonly queue: Array<() => void> = []
+  private timer: NodeJS.Timeout | undefined
+  private last: number
+  private readonly now: () => number
+
+  constructor (perSecond: number, burst: number, now: () => number = Date.now) {
+    this.perSecond = perSecond
+    this.burst = burst
+    this.tokens = burst
+    this.now = now
+    this.last = now()
+  }
+
+  get waiting (): number { return this.queue.length }
+
+  async admit (signal: AbortSignal): Promise<void> {
+    this.refill()
+    if (this.queue.length === 0 && this.tokens >= 1) {
+      this.tokens -= 1
+      return
+    }
+    await new Promise<void>((resolve) => {
+      const go = (): void => {
+        signal.removeEventListener('abort', leave)
+        resolve()
+      }
+      const leave = (): void => {
+        const i = this.queue.indexOf(go)
+        if (i >= 0) this.queue.splice(i, 1)
+        resolve()
+      }
+      signal.addEventListener('abort', leave, { once: true })
+      this.queue.push(go)
+      this.schedule()
+    })
+  }
+
+  close (): void {
+    clearTimeout(this.timer)
+    for (const go of this.queue.splice(0)) go()
+  }
+
+  private refill (): void {
+    const now = this.now()
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond)
+    this.last = now
+  }
+
+  private schedule (): void {
+    if (this.timer !== undefined) return
+    const wait = Math.max(1, Math.ceil(((1 - this.tokens) / this.perSecond) * 1000))
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      this.refill()
+      while (this.queue.length > 0 && this.tokens >= 1) {
+        this.tokens -= 1
+        ;(this.queue.shift() as () => void)()
+      }
+      if (this.queue.length > 0) this.schedule()
+    }, wait)
+    this.timer.unref()
+  }
+}
