@@ -73,6 +73,12 @@ export class Poller {
   /** Every event stamped lastTs has been seen: ask from lastTs + 1. */
   private complete = false
   private receivedAt = 0
+  /**
+   * The last answer was a full page. Asking by time cannot page through more
+   * than a page of events that share one millisecond, so the next page comes
+   * from the server-side cursor, which the full answer left right after it.
+   */
+  private nextPage = false
   private resumeHash: string | undefined
   private failures = 0
   private streak: string | undefined
@@ -131,7 +137,7 @@ export class Poller {
       }
       await this.settle()
       if (signal.aborted) break
-      const ts = this.lastTs === undefined ? undefined : this.complete ? this.lastTs + 1 : this.lastTs
+      const ts = this.lastTs === undefined || this.nextPage ? undefined : this.complete ? this.lastTs + 1 : this.lastTs
       let elements: Array<Record<string, unknown>>
       try {
         elements = await this.o.fetch(ts, signal)
@@ -152,7 +158,7 @@ export class Poller {
   }
 
   private async settle (): Promise<void> {
-    if (this.complete || this.lastTs === undefined) return
+    if (this.complete || this.nextPage || this.lastTs === undefined) return
     const wait = this.receivedAt + SETTLE_MS - this.now()
     if (wait > 0) await this.sleep(wait)
   }
@@ -184,10 +190,7 @@ export class Poller {
       // Asked again from T after the settle time and nothing new: T is complete.
       this.complete = true
     }
-    if (elements.length >= UPSTREAM_PAGE && fresh.length === 0 && !this.complete) {
-      this.o.log.warn({ ts: this.lastTs }, `more than ${UPSTREAM_PAGE} upstream events share one millisecond; skipping past it`)
-      this.complete = true
-    }
+    this.nextPage = elements.length >= UPSTREAM_PAGE
     if (fresh.length > 0) this.o.onEvents(fresh)
   }
 
@@ -222,6 +225,7 @@ export class Poller {
     }
     // After a failure the server-side cursor may have moved past events we never got: ask by time.
     this.complete = false
+    this.nextPage = false
     let delay = backoffDelay(this.failures, this.o.backoffBaseMs, this.o.backoffMaxMs, this.o.random)
     const retryAfter = e.details?.retryAfterMs
     if (typeof retryAfter === 'number') delay = Math.max(delay, Math.min(retryAfter, this.o.backoffMaxMs))

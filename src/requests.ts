@@ -63,7 +63,8 @@ export class Requests {
         : await exec()
       return JSON.stringify({ type: 'result', id: req.id, ok: true, result })
     } catch (err) {
-      if (isChannelRejected(err)) this.o.onChannelRejected(ctx.channel)
+      // Let the result reach the socket first; then the channel's sockets close with 4502.
+      if (isChannelRejected(err)) setImmediate(() => { this.o.onChannelRejected(ctx.channel) })
       return JSON.stringify({ type: 'result', id: req.id, ok: false, error: errorBody(err) })
     }
   }

@@ -118,3 +118,19 @@ t.test('starting from a cursor skips through its event, or reports a gap', async
   t.match(outcome2?.gap, /no longer/)
   t.same(got2, [], 'what the client will reload from history is not replayed')
 })
+
+t.test('a full page is followed by the server-side cursor, so a crowded millisecond is paged through', async (t) => {
+  const T = '2026-01-01T00:00:00.100'
+  const page = Array.from({ length: 250 }, (_, i) => ev(T, `p${i}`))
+  const rest = Array.from({ length: 30 }, (_, i) => ev(T, `p${250 + i}`))
+  const s = scripted([page, rest, [...page.slice(0, 10)]])
+  const got: string[] = []
+  const p = new Poller({ fetch: s.fetch, onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)), onFatal: () => {}, log: quiet, backoffBaseMs: 1, backoffMaxMs: 2 })
+  p.start()
+  await s.done
+  p.stop()
+  t.equal(got.length, 280, 'all 280 events of the millisecond')
+  t.equal(new Set(got).size, 280)
+  const ms = Date.parse(T + 'Z')
+  t.same(s.asked.slice(0, 3), [undefined, undefined, ms], 'the second page by server cursor, then by time again')
+})

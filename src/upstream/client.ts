@@ -39,7 +39,12 @@ export class ChatApi {
 
   /** One request/response call; rejects with a BridgeError. */
   async call (call: UpstreamCall, signal?: AbortSignal): Promise<unknown> {
-    return (await this.exchange(call, this.opts.requestTimeoutMs, signal)).body
+    const { body } = await this.exchange(call, this.opts.requestTimeoutMs, signal)
+    // Every Chat API answer is an object; anything else is a proxy or a broken upstream talking.
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new BridgeError(ErrorCode.UPSTREAM_BAD_RESPONSE, `upstream ${call.name} answered with JSON that is not an object`, { call: call.name })
+    }
+    return body
   }
 
   /** One /events long poll; resolves with its elements, token removed. */
