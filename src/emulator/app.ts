@@ -1,0 +1,43 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { chatRoutes } from './chat-routes.js'
+import { clientRoutes } from './client-routes.js'
+import type { EmulatorCore } from './core.js'
+import { installErrorReplies } from './errors.js'
+import { operatorRoutes } from './operator-routes.js'
+import { isRouteName, routeNameOf } from './paths.js'
+import { RequestRecorder } from './request-recorder.js'
+
+export type EmulatorApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
+
+/** The emulator's HTTP face, without listen(), so that it is built the same way everywhere. */
+export function buildApp (core: EmulatorCore, logger: boolean | object): EmulatorApp {
+  const app = Fastify({
+    logger,
+    // close() must not wait for keep-alive sockets of pollers that were just answered.
+    forceCloseConnections: true,
+    exposeHeadRoutes: false,
+    // Query values stay strings and bodies are not bent into shape: a wrong type is a 400.
+    ajv: { customOptions: { coerceTypes: false } }
+  }).withTypeProvider<TypeBoxTypeProvider>()
+  app.removeContentTypeParser('text/plain')
+  installErrorReplies(app)
+
+  // Record, then faults, then the token: a fault hits even a request with a bad
+  // token, and the record shows every request as it came, faulted or not.
+  const recorder = new RequestRecorder(core.requests)
+  app.addHook('onError', async request => recorder.record(request))
+  app.addHook('preValidation', async (request, reply) => {
+    recorder.record(request)
+    const route = routeNameOf(request.method, request.routeOptions.url)
+    if (isRouteName(route)) await core.injector.apply(route, request, reply)
+    const { token } = request.params as { token?: string }
+    if (!reply.sent && token !== undefined) core.checkToken(token)
+  })
+
+  chatRoutes(app, core)
+  clientRoutes(app, core)
+  operatorRoutes(app, core)
+  return app
+}

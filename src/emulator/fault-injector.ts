@@ -1,0 +1,118 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { ErrorCode, errorBody } from './errors.js'
+import type { Faults, FaultKind } from './faults.js'
+import type { RouteName, UpstreamEvent } from './types.js'
+
+const HTML_502 = '<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n' +
+  '<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n'
+
+/** A request the injector holds back (hang, delay); close() destroys it. */
+interface Stalled {
+  reply: FastifyReply
+  release(): void
+}
+
+/**
+ * Acts out armed faults on Chat API requests, before their handler runs: a
+ * faulted request changes nothing in the emulator's state, except 'delay',
+ * 'duplicate' and 'reorder', which let it run and only change the answer.
+ */
+export class FaultInjector {
+  readonly #faults: Faults
+  readonly #rewrites = new WeakMap<FastifyRequest, FaultKind>()
+  readonly #stalled = new Set<Stalled>()
+
+  constructor (faults: Faults) {
+    this.#faults = faults
+  }
+
+  /** Applies the next armed fault, if any. Resolves when the request may go on, unless it was answered. */
+  async apply (route: RouteName, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const fault = this.#faults.take(route)
+    if (fault === undefined) return
+    switch (fault.kind) {
+      case 'status': {
+        const status = fault.status ?? 503
+        if (fault.retryAfter !== undefined) reply.header('retry-after', String(fault.retryAfter))
+        reply.code(status).send(errorBody(ErrorCode.FAULT, `fault injected: status ${status}`))
+        return
+      }
+      case 'html':
+        reply.code(502).type('text/html; charset=utf-8').send(HTML_502)
+        return
+      case 'notJson':
+        reply.code(200).type('text/plain; charset=utf-8').send('OK, but not JSON')
+        return
+      case 'badShape':
+        reply.code(200).send(route === 'events' ? { events: 'nope' } : [])
+        return
+      case 'truncated':
+        return truncate(route, reply)
+      case 'reset':
+        reply.hijack()
+        request.raw.socket.destroy()
+        return
+      case 'hang':
+        reply.hijack()
+        return this.#stall(reply, () => undefined)
+      case 'delay':
+        return this.#delay(reply, fault.delayMs ?? 1000)
+      case 'duplicate':
+      case 'reorder':
+        this.#rewrites.set(request, fault.kind)
+    }
+  }
+
+  /** The events of an /events answer, rewritten if a fault asked for it. */
+  rewrite (request: FastifyRequest, events: UpstreamEvent[]): UpstreamEvent[] {
+    const kind = this.#rewrites.get(request)
+    if (kind === 'duplicate') return events.flatMap(e => [e, e])
+    if (kind === 'reorder') return [...events].reverse()
+    return events
+  }
+
+  /** Destroys every held-back request, so that close() need not wait for them. */
+  close (): void {
+    for (const stalled of [...this.#stalled]) {
+      stalled.release()
+      stalled.reply.raw.socket?.destroy()
+    }
+    this.#stalled.clear()
+  }
+
+  #delay (reply: FastifyReply, ms: number): Promise<void> {
+    return new Promise(resolve => {
+      const timer = setTimeout(() => {
+        this.#stalled.delete(stalled)
+        resolve()
+      }, ms)
+      const stalled: Stalled = {
+        reply,
+        release: () => {
+          clearTimeout(timer)
+          // The socket is about to go; nothing may answer on it any more.
+          reply.hijack()
+          resolve()
+        }
+      }
+      this.#stalled.add(stalled)
+    })
+  }
+
+  #stall (reply: FastifyReply, release: () => void): void {
+    const stalled = { reply, release }
+    this.#stalled.add(stalled)
+    reply.raw.once('close', () => this.#stalled.delete(stalled))
+  }
+}
+
+/** Headers promise the whole body; half of it comes, then the connection dies. */
+function truncate (route: RouteName, reply: FastifyReply): void {
+  const full = JSON.stringify(route === 'events'
+    ? { events: [{ type: 'agentResponse', event: { timestamp: '2026-01-01T00:00:00.000', text: 'cut short' } }] }
+    : { questionId: '00000000-0000-4000-8000-000000000000', data: { answer: 'cut short', replies: [] } })
+  reply.hijack()
+  const res = reply.raw
+  res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(full) })
+  res.write(full.slice(0, full.length >> 1), () => res.socket?.destroy())
+}

@@ -1,0 +1,10 @@
+/**
+ * A local stand-in for the Chat API of the Tovie Platform (JAICP, Aimylogic).
+ * It exists so that the bridge can run, be tested and be measured without a
+ * live bot: it keeps each client's event log with the documented long-poll
+ * semantics, answers with a small demo bot, calls a webhook, and can be told
+ * to misbehave (faults) the way a real upstream or its proxy does.
+ */
+export { startEmulator } from './emulator.js'
+export type { Emulator, EmulatorOptions, RequestRecord, RouteName, UpstreamEvent } from './types.js'
+export type { Fault, FaultController, FaultKind } from './faults.js'

@@ -1,0 +1,78 @@
+/**
+ * The public surface of the Chat API emulator. The bridge, its tests and the
+ * benchmarks program against these types, so they change only on purpose.
+ */
+import type { FaultController } from './faults.js'
+
+export interface EmulatorOptions {
+  /** Port to listen on; 0 picks a free one. Default 0. */
+  port?: number
+  /** Default '127.0.0.1'. */
+  host?: string
+  /** Channel tokens accepted; any other token is answered with 401. Default ['demo-token']. */
+  tokens?: string[]
+  /** How long /events holds a request that has nothing to return. Default 25000. */
+  holdMs?: number
+  /** Where async answers, campaigns, agent replies and bot timeouts are POSTed. */
+  webhookUrl?: string
+  /** Base delay between the three webhook retries; it doubles each time. Default 500. */
+  webhookRetryDelayMs?: number
+  /** Delay before an async answer is delivered. Default 50. */
+  asyncDelayMs?: number
+  /** Delay of the simulated agent's reply after a hand-over. Default 1500. */
+  agentDelayMs?: number
+  /** Added to every upstream timestamp, to play an upstream whose clock differs from ours. Default 0. */
+  clockOffsetMs?: number
+  /** Fastify's logger option. Default false. */
+  logger?: boolean | object
+}
+
+/** Stable names of the Chat API routes, used by request records, stats and faults. */
+export type RouteName =
+  | 'send' | 'sendGet' | 'sendAsync' | 'events' | 'history'
+  | 'getState' | 'setState' | 'getStatus' | 'setStatus' | 'setStatuses' | 'unreadCount'
+
+/** One element of `{ events: [...] }`, exactly as it goes on the wire. */
+export interface UpstreamEvent {
+  type: string
+  event: Record<string, unknown>
+}
+
+export interface RequestRecord {
+  method: string
+  path: string
+  /** A RouteName, 'operator' for the operator routes, or 'notFound'. */
+  route: string
+  /** '' when the path has no token. */
+  token: string
+  clientId?: string
+  query: Record<string, string>
+  body: unknown
+  /** Our clock (Date.now()), not the upstream's. */
+  at: number
+}
+
+export interface Emulator {
+  /** Chat API base, e.g. 'http://127.0.0.1:43211/chatapi'; requests go to `${url}/${token}…`. */
+  url: string
+  /** e.g. 'http://127.0.0.1:43211' */
+  origin: string
+  tokens: string[]
+  /** Answers held polls, drops hung requests and pending deliveries, then stops listening. */
+  close(): Promise<void>
+  setWebhookUrl(url: string | undefined): void
+  /** Appends an agentResponse event and calls the webhook. */
+  agentReply(token: string, clientId: string, text: string): UpstreamEvent
+  /** Appends an event of any type; `body` is merged into `event`. */
+  publish(token: string, clientId: string, type: string, body?: Record<string, unknown>): UpstreamEvent
+  /** Sends a text campaign to the webhook only. */
+  campaign(token: string, clientIds: string[], text: string): void
+  /** Held /events requests right now for that key; cid undefined counts every cid. */
+  activePolls(token: string, clientId: string, cid?: string): number
+  /** The most ever held at once for that key; cid undefined counts every cid. */
+  maxActivePolls(token: string, clientId: string, cid?: string): number
+  /** Every request received, newest last, bounded to the last 10,000. */
+  readonly requests: RequestRecord[]
+  on(event: 'request', fn: (record: RequestRecord) => void): this
+  faults: FaultController
+}
