@@ -32,7 +32,8 @@ t.test('the built server starts the emulator by itself, chats, and drains on SIG
   await c.hello()
   const r = await c.request({ type: 'send', id: '1', query: 'buttons' })
   t.equal(r.ok, true)
-  t.match(r.result, { data: { replies: [{ type: 'buttons' }] } })
+  const replies = (r.result as { data: { replies: Array<{ type: string }> } }).data.replies
+  t.ok(replies.some((x) => x.type === 'buttons'), 'the demo bot answers with buttons')
   t.notOk(JSON.stringify(r).includes('demo-token'), 'no token in the result')
 
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { resolve(code) }))
