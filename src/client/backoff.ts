@@ -17,7 +17,7 @@ export function backoffDelay (attempt: number, b: Backoff, random: () => number 
   return Math.floor(random() * ceiling)
 }
 
-/** After a 4429 (too many frames): somewhere between half the cap and the cap. */
+/** After a 4429 (too many frames) or a 1013 (busy): somewhere between half the cap and the cap. */
 export function slowDownDelay (b: Backoff, random: () => number = Math.random): number {
   return Math.floor(b.maxMs / 2 + random() * b.maxMs / 2)
 }

@@ -5,7 +5,7 @@
 export type CloseAction =
   /** reconnect after the usual backoff */
   | 'reconnect'
-  /** reconnect, but only after a long pause: the bridge found us too chatty */
+  /** reconnect, but only after a long pause: the bridge is busy, or found us too chatty */
   | 'slow-down'
   /** do not reconnect: retrying cannot help until something changes */
   | 'stop'
@@ -17,6 +17,7 @@ export const CLOSE_CODES: Readonly<Record<number, { action: CloseAction, meaning
   1009: { action: 'stop', meaning: 'a frame was too large (a bug in the caller or this client)' },
   1011: { action: 'reconnect', meaning: 'internal error' },
   1012: { action: 'reconnect', meaning: 'the server restarts or drains' },
+  1013: { action: 'slow-down', meaning: 'the server is busy' },
   4401: { action: 'stop', meaning: 'credential missing, invalid or expired' },
   4403: { action: 'stop', meaning: 'origin not allowed' },
   4408: { action: 'reconnect', meaning: 'no hello in time' },
