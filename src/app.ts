@@ -15,6 +15,10 @@ import { clientRoutes } from './routes/client.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { Metrics } from './metrics.js'
 import { PollGate } from './poll-gate.js'
+import { Mailbox } from './webhook/mailbox.js'
+import { Echoes } from './webhook/echoes.js'
+import { WebhookInbox } from './webhook/inbox.js'
+import { webhookRoutes } from './routes/webhook.js'
 
 export interface AppOptions {
   channels: Channel[]
@@ -40,6 +44,8 @@ declare module 'fastify' {
       metrics: Metrics | undefined
       /** The port of the separate metrics listener, when METRICS_PORT is set. */
       metricsPort: number | undefined
+      /** The webhook receiver, when WEBHOOK_SECRET is set. */
+      inbox?: WebhookInbox
       /** Stops taking sockets and closes the open ones over DRAIN_MS; then close the app. */
       drain: () => Promise<void>
     }
@@ -81,6 +87,14 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   for (const c of opts.channels) {
     apis.set(c.name, new ChatApi(c, { requestTimeoutMs: config.REQUEST_TIMEOUT_MS, pollTimeoutMs: config.POLL_TIMEOUT_MS, observe }))
   }
+  const webhooks = config.WEBHOOK_SECRET === undefined
+    ? undefined
+    : { mailbox: new Mailbox(config.WEBHOOK_RETENTION_MS, 500), echoes: new Echoes(config.WEBHOOK_RETENTION_MS) }
+  if (webhooks !== undefined) {
+    const sweep = setInterval(() => { webhooks.mailbox.sweep() }, 60_000)
+    sweep.unref()
+    app.addHook('onClose', async () => { clearInterval(sweep) })
+  }
   const hubLog = app.log.child({ component: 'hub' })
   const gate = new PollGate(config.POLL_STARTS_PER_S, Math.max(1, Math.ceil(config.POLL_STARTS_PER_S)))
   const hub = new LocalHub({
@@ -94,6 +108,7 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     resumeWaitMs: Math.min(config.REQUEST_TIMEOUT_MS, 5000),
     maxFeeds: config.MAX_POLLS,
     gate,
+    webhooks,
     onPublish: metrics === undefined
       ? undefined
       : (channel, ts, sockets) => {
@@ -151,6 +166,22 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     }
   }
   await app.register(clientRoutes, { demoPage: opts.demoPage ?? false })
+  if (webhooks !== undefined && config.WEBHOOK_SECRET !== undefined) {
+    const inbox = new WebhookInbox({
+      hub,
+      ...webhooks,
+      tokens: new Map(opts.channels.map((c) => [c.name, c.token])),
+      ratePerS: config.WEBHOOK_RATE_PER_S,
+      onObjects: metrics === undefined
+        ? undefined
+        : (channel, accepted, duplicates) => {
+            metrics.webhookObjects.inc({ channel, result: 'accepted' }, accepted)
+            metrics.webhookObjects.inc({ channel, result: 'duplicate' }, duplicates)
+          }
+    })
+    app.bridge.inbox = inbox
+    await app.register(webhookRoutes, { inbox, secret: config.WEBHOOK_SECRET, maxBytes: config.WEBHOOK_MAX_BYTES })
+  }
   await app.register(wsRoutes, { config, auth, hub, requests, cursors, sessions, metrics })
   return app
 }

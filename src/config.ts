@@ -49,6 +49,10 @@ export const ConfigSchema = Type.Object({
   SHUTDOWN_TIMEOUT_MS: Ms(10_000, 100, 'deadline for a graceful shutdown; longer than DRAIN_MS'),
   METRICS: Type.Boolean({ default: true, description: 'serve Prometheus metrics at /metrics (true or false)' }),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'serve /metrics on this port instead of the main one' })),
+  WEBHOOK_SECRET: Type.Optional(Type.String({ minLength: 16, pattern: '^[A-Za-z0-9_-]+$', description: 'secret in the webhook URL, at least 16 letters, digits, _ or -; unset turns the webhook off' })),
+  WEBHOOK_MAX_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576, description: 'largest webhook body in bytes' }),
+  WEBHOOK_RATE_PER_S: Type.Number({ minimum: 1, default: 50, description: 'webhook deliveries per second per channel, on average' }),
+  WEBHOOK_RETENTION_MS: Ms(3_600_000, 1000, 'how long webhook events are kept for clients that resume'),
   DEMO_PAGE: Type.Optional(Type.Boolean({ description: 'serve the demo chat page at / (true or false); on by default with the built-in emulator' })),
   EMULATOR_PORT: Port(3001, 'port of the built-in emulator (used when UPSTREAM_URL is unset)'),
   EMULATOR_HOLD_MS: Ms(25_000, 10, 'long-poll hold time of the built-in emulator')

@@ -1,12 +1,22 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 
 /**
- * Cursors name a position in one connection's event stream: the upstream time
- * of the last event delivered and a hash of that event. They are signed and
- * bound to (channel, clientId, cid), so a cursor cannot be altered or used by
- * another client. Format: `c1.<ts base36>.<event hash>.<mac>`, about 45 chars.
+ * Cursors name a position in one connection's event stream. That stream
+ * merges two sources, so a position has two parts: the last upstream /events
+ * event delivered (its upstream time and a hash of it) and the last webhook
+ * delivery (its place in the client's webhook mailbox). Cursors are signed
+ * and bound to (channel, clientId, cid), so a cursor cannot be altered or used
+ * by another client. Format: `c2.<ts base36|->.<hash|->.<mailbox base36>.<mac>`,
+ * under 70 characters.
  */
 export interface CursorPosition { ts: number, hash: string }
+
+export interface StreamPosition {
+  /** The last /events event delivered; undefined before the first one. */
+  poll: CursorPosition | undefined
+  /** The mailbox position of the last webhook event delivered; 0 before the first one. */
+  webhook: number
+}
 
 export interface CursorKey { channel: string, clientId: string, cid: string }
 
@@ -17,29 +27,36 @@ export function eventHash (json: string): string {
   return createHash('sha256').update(json).digest('base64url').slice(0, 16)
 }
 
+export function samePosition (a: StreamPosition, b: StreamPosition): boolean {
+  return a.webhook === b.webhook && a.poll?.ts === b.poll?.ts && a.poll?.hash === b.poll?.hash
+}
+
 export class CursorCodec {
   private readonly key: Buffer
   constructor (key: Buffer) {
     this.key = key
   }
 
-  encode (k: CursorKey, pos: CursorPosition): string {
-    const body = `c1.${pos.ts.toString(36)}.${pos.hash}`
+  encode (k: CursorKey, pos: StreamPosition): string {
+    const poll = pos.poll === undefined ? '-.-' : `${pos.poll.ts.toString(36)}.${pos.poll.hash}`
+    const body = `c2.${poll}.${pos.webhook.toString(36)}`
     return `${body}.${this.mac(k, body)}`
   }
 
   /** The position, or a reason why the cursor cannot be used. */
-  decode (k: CursorKey, cursor: string): CursorPosition | { error: string } {
+  decode (k: CursorKey, cursor: string): StreamPosition | { error: string } {
     const parts = cursor.split('.')
-    if (parts.length !== 4 || parts[0] !== 'c1') return { error: 'malformed cursor' }
-    const [, ts36, hash, mac] = parts as [string, string, string, string]
-    if (!/^[0-9a-z]{1,11}$/.test(ts36) || !/^[A-Za-z0-9_-]{16}$/.test(hash)) return { error: 'malformed cursor' }
-    const want = Buffer.from(this.mac(k, `c1.${ts36}.${hash}`))
+    if (parts.length !== 5 || parts[0] !== 'c2') return { error: 'malformed cursor' }
+    const [, ts36, hash, w36, mac] = parts as [string, string, string, string, string]
+    const none = ts36 === '-' && hash === '-'
+    if (!none && (!/^[0-9a-z]{1,11}$/.test(ts36) || !/^[A-Za-z0-9_-]{16}$/.test(hash))) return { error: 'malformed cursor' }
+    if (!/^[0-9a-z]{1,12}$/.test(w36)) return { error: 'malformed cursor' }
+    const want = Buffer.from(this.mac(k, `c2.${ts36}.${hash}.${w36}`))
     const got = Buffer.from(mac)
     if (want.length !== got.length || !timingSafeEqual(want, got)) {
       return { error: 'cursor was not issued for this client and connection' }
     }
-    return { ts: parseInt(ts36, 36), hash }
+    return { poll: none ? undefined : { ts: parseInt(ts36, 36), hash }, webhook: parseInt(w36, 36) }
   }
 
   private mac (k: CursorKey, body: string): string {

@@ -1,4 +1,5 @@
-import type { CursorPosition } from './cursor.js'
+import type { StreamPosition } from './cursor.js'
+import type { MailboxEntry } from './webhook/mailbox.js'
 
 /** The key of one upstream event feed: one long poll per key. */
 export interface FeedKey { channel: string, clientId: string, cid: string, all: boolean }
@@ -32,7 +33,9 @@ export interface HubStats { feeds: number, subscribers: number, pausedFeeds: num
  * called, before it resolves: the socket queues them until its welcome is out.
  */
 export interface Hub {
-  subscribe: (key: FeedKey, sub: Subscriber, resume?: CursorPosition) => Promise<SubscribeResult>
+  subscribe: (key: FeedKey, sub: Subscriber, resume?: StreamPosition) => Promise<SubscribeResult>
+  /** Webhook deliveries for one client: every feed of that client gets them. */
+  deliverWebhook: (channel: string, clientId: string, entries: MailboxEntry[]) => void
   unsubscribe: (key: FeedKey, sub: Subscriber) => void
   /** The subscriber's outbound queue has room again. */
   drained: (key: FeedKey, sub: Subscriber) => void

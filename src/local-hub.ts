@@ -1,8 +1,10 @@
-import type { CursorCodec, CursorPosition } from './cursor.js'
+import { samePosition, type CursorCodec, type StreamPosition } from './cursor.js'
 import type { ChatApi } from './upstream/client.js'
 import { Poller, UPSTREAM_PAGE, parseAnswer, type FeedEvent, type PollLog } from './poller.js'
 import { FeedLimitError, feedId, type FeedKey, type Hub, type HubStats, type Subscriber, type SubscribeResult } from './hub.js'
 import type { PollGate } from './poll-gate.js'
+import type { Mailbox, MailboxEntry } from './webhook/mailbox.js'
+import { answerId, type Echoes } from './webhook/echoes.js'
 
 export interface LocalHubOptions {
   apis: Map<string, ChatApi>
@@ -18,11 +20,21 @@ export interface LocalHubOptions {
   maxFeeds: number
   /** Paces the start of new upstream polls. */
   gate?: PollGate | undefined
+  /** Webhook deliveries kept per client, and the answers seen by each source; absent when webhooks are off. */
+  webhooks?: { mailbox: Mailbox, echoes: Echoes } | undefined
   /** Told of each new upstream event and how many sockets got it. */
   onPublish?: (channel: string, ts: number, sockets: number) => void
 }
 
-interface Buffered { seq: number, ts: number, hash: string, frame: string }
+interface Buffered {
+  seq: number
+  /** The stream position after this frame: what its cursor names. */
+  pos: StreamPosition
+  /** The webhook position before this frame. */
+  webhookBefore: number
+  ts: number
+  frame: string
+}
 
 interface SubState {
   /** Sequence number of the last frame handed to the socket. */
@@ -40,10 +52,13 @@ interface Feed {
   seq: number
   linger: NodeJS.Timeout | undefined
   /** Set while a feed started from a cursor waits for its first upstream answer. */
-  starting: { pos: CursorPosition, outcome: Promise<SubscribeResult> } | undefined
+  starting: { pos: StreamPosition, outcome: Promise<SubscribeResult> } | undefined
+  /** The position of the last frame published. */
+  pos: StreamPosition
 }
 
 const OLDER_THAN_KEPT = 'cursor is older than the events kept for this connection'
+const WEBHOOKS_NOT_KEPT = 'webhook events after this cursor are no longer kept'
 /** Pages read back from the upstream to bridge a resume to the events in memory. */
 const CATCH_UP_PAGES = 8
 
@@ -56,14 +71,18 @@ export class LocalHub implements Hub {
     this.o = opts
   }
 
-  async subscribe (key: FeedKey, sub: Subscriber, resume?: CursorPosition): Promise<SubscribeResult> {
+  async subscribe (key: FeedKey, sub: Subscriber, resume?: StreamPosition): Promise<SubscribeResult> {
     const id = feedId(key)
     let feed = this.feeds.get(id)
     if (feed === undefined) {
       if (this.feeds.size >= this.o.maxFeeds) throw new FeedLimitError()
+      const mail = resume === undefined ? [] : this.mailAfter(key, resume.webhook)
       feed = this.createFeed(id, key, resume)
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
-      return feed.starting === undefined ? { resumed: false } : await this.waitStart(feed.starting.outcome)
+      if (mail === null) return { resumed: false, gap: WEBHOOKS_NOT_KEPT }
+      // What the webhook brought while the client was away, before anything polled now.
+      this.publishWebhook(feed, mail)
+      return feed.starting === undefined ? { resumed: resume !== undefined } : await this.waitStart(feed.starting.outcome)
     }
     if (feed.linger !== undefined) {
       clearTimeout(feed.linger)
@@ -73,7 +92,7 @@ export class LocalHub implements Hub {
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
       return { resumed: false }
     }
-    const at = feed.recent.findIndex((e) => e.ts === resume.ts && e.hash === resume.hash)
+    const at = feed.recent.findIndex((e) => samePosition(e.pos, resume))
     if (at >= 0) {
       const state = { lastSeq: (feed.recent[at] as Buffered).seq, behind: true }
       feed.subs.set(sub, state)
@@ -81,12 +100,12 @@ export class LocalHub implements Hub {
       return { resumed: true }
     }
     const starting = feed.starting
-    if (starting !== undefined && starting.pos.ts === resume.ts && starting.pos.hash === resume.hash) {
+    if (starting !== undefined && samePosition(starting.pos, resume)) {
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
       return await this.waitStart(starting.outcome)
     }
     const position = feed.poller.position
-    if (position !== undefined && resume.ts > position) {
+    if (position !== undefined && resume.poll !== undefined && resume.poll.ts > position) {
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
       return { resumed: false, gap: 'cursor is ahead of this connection\'s events' }
     }
@@ -134,7 +153,7 @@ export class LocalHub implements Hub {
     for (const [id, feed] of this.feeds) this.endFeed(id, feed)
   }
 
-  private createFeed (id: string, key: FeedKey, resume: CursorPosition | undefined): Feed {
+  private createFeed (id: string, key: FeedKey, resume: StreamPosition | undefined): Feed {
     const api = this.o.apis.get(key.channel)
     if (api === undefined) throw new Error(`no channel "${key.channel}"`)
     const log = this.o.log.child({ channel: key.channel, clientId: key.clientId, cid: key.cid })
@@ -146,6 +165,8 @@ export class LocalHub implements Hub {
       seq: 0,
       linger: undefined,
       starting: undefined,
+      // A new feed's webhook position is "now": a cursor from it never brings back older mail.
+      pos: { poll: resume?.poll, webhook: resume?.webhook ?? this.o.webhooks?.mailbox.mark() ?? 0 },
       poller: new Poller({
         fetch: async (ts, signal) => await api.events({ clientId: key.clientId, cid: key.cid, all: key.all, ts }, signal),
         onEvents: (events) => { this.publish(feed, events) },
@@ -154,11 +175,11 @@ export class LocalHub implements Hub {
         log,
         backoffBaseMs: this.o.backoffBaseMs,
         backoffMaxMs: this.o.backoffMaxMs,
-        start: resume,
+        start: resume?.poll,
         gate: this.o.gate
       })
     }
-    if (resume !== undefined) {
+    if (resume?.poll !== undefined) {
       const outcome = new Promise<SubscribeResult>((resolve) => { settle = resolve })
       feed.starting = { pos: resume, outcome }
       void outcome.then(() => { feed.starting = undefined })
@@ -186,8 +207,18 @@ export class LocalHub implements Hub {
    * between, then continue from memory. Live events arriving meanwhile wait
    * in `recent`, so the order holds.
    */
-  private async catchUp (feed: Feed, sub: Subscriber, resume: CursorPosition): Promise<SubscribeResult> {
+  private async catchUp (feed: Feed, sub: Subscriber, resume: StreamPosition): Promise<SubscribeResult> {
     const oldest = feed.recent[0]
+    const cursorEvent = resume.poll
+    if (cursorEvent === undefined || oldest === undefined) {
+      feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
+      return { resumed: false, gap: OLDER_THAN_KEPT }
+    }
+    const mail = this.mailAfter(feed.key, resume.webhook)?.filter((m) => m.pos <= oldest.webhookBefore)
+    if (mail === undefined) {
+      feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
+      return { resumed: false, gap: WEBHOOKS_NOT_KEPT }
+    }
     const state: SubState = { lastSeq: feed.seq, behind: true }
     feed.subs.set(sub, state)
     const api = this.o.apis.get(feed.key.channel) as ChatApi
@@ -195,19 +226,21 @@ export class LocalHub implements Hub {
     const seen = new Set<string>()
     let found = false
     let foundCursor = false
-    let ts = resume.ts
+    let ts = cursorEvent.ts
+    let pos: StreamPosition = { poll: cursorEvent, webhook: resume.webhook }
     try {
-      for (let page = 0; page < CATCH_UP_PAGES && oldest !== undefined && !found; page++) {
+      for (let page = 0; page < CATCH_UP_PAGES && !found; page++) {
         const events = parseAnswer(await api.events({ clientId: feed.key.clientId, cid: feed.key.cid, all: feed.key.all, ts }))
         for (const ev of events) {
           if (!foundCursor) {
-            foundCursor = ev.ts === resume.ts && ev.hash === resume.hash
+            foundCursor = ev.ts === cursorEvent.ts && ev.hash === cursorEvent.hash
             continue
           }
-          if (ev.ts === oldest.ts && ev.hash === oldest.hash) { found = true; break }
+          if (ev.ts === oldest.pos.poll?.ts && ev.hash === oldest.pos.poll.hash) { found = true; break }
           if (seen.has(ev.hash)) continue
           seen.add(ev.hash)
-          between.push(this.frameOf(feed, ev))
+          pos = { poll: { ts: ev.ts, hash: ev.hash }, webhook: pos.webhook }
+          between.push(this.frameOf(feed, pos, ev.json))
         }
         if (!foundCursor || events.length < UPSTREAM_PAGE) break
         ts = (events.at(-1) as FeedEvent).ts
@@ -216,38 +249,81 @@ export class LocalHub implements Hub {
       found = false
     }
     if (feed.subs.get(sub) !== state) return { resumed: false, gap: 'socket closed' }
-    if (!found || oldest === undefined) {
+    // The oldest frame in memory may be mail rather than a polled event; then everything polled was new.
+    if (oldest.pos.poll === undefined || (oldest.pos.poll.ts === cursorEvent.ts && oldest.pos.poll.hash === cursorEvent.hash)) found = foundCursor
+    if (!found) {
       // Continue live from here; the client reloads what it missed from the history.
       state.lastSeq = feed.seq
       state.behind = false
       return { resumed: false, gap: foundCursor ? OLDER_THAN_KEPT : 'the event of this cursor is no longer kept upstream' }
     }
     for (const frame of between) sub.deliver(frame)
+    for (const m of mail) {
+      pos = { poll: pos.poll, webhook: m.pos }
+      sub.deliver(this.frameOf(feed, pos, m.json))
+    }
     state.lastSeq = oldest.seq - 1
     this.replay(feed, sub, state)
     return { resumed: true }
   }
 
-  private frameOf (feed: Feed, ev: FeedEvent): string {
-    const cursor = this.o.cursors.encode(feed.key, ev)
-    return `{"type":"event","cursor":"${cursor}","event":${ev.json}}`
+  private frameOf (feed: Feed, pos: StreamPosition, json: string): string {
+    const cursor = this.o.cursors.encode(feed.key, pos)
+    return `{"type":"event","cursor":"${cursor}","event":${json}}`
+  }
+
+  /** Webhook mail of a client after `pos`, or null when some of it may be lost. */
+  private mailAfter (key: FeedKey, pos: number): MailboxEntry[] | null {
+    return this.o.webhooks?.mailbox.after(key.channel, key.clientId, pos) ?? []
+  }
+
+  /** Webhook deliveries for a client: to every feed of that client. */
+  deliverWebhook (channel: string, clientId: string, entries: MailboxEntry[]): void {
+    for (const feed of this.feeds.values()) {
+      if (feed.key.channel === channel && feed.key.clientId === clientId) this.publishWebhook(feed, entries)
+    }
+  }
+
+  private publishWebhook (feed: Feed, entries: MailboxEntry[]): void {
+    for (const m of entries) {
+      if (m.pos <= feed.pos.webhook) continue
+      this.append(feed, { poll: feed.pos.poll, webhook: m.pos }, m.ts, m.json)
+    }
+    this.pace(feed)
   }
 
   private publish (feed: Feed, events: FeedEvent[]): void {
+    const echoes = this.o.webhooks?.echoes
     for (const ev of events) {
-      const e: Buffered = { seq: ++feed.seq, ts: ev.ts, hash: ev.hash, frame: this.frameOf(feed, ev) }
-      feed.recent.push(e)
-      if (feed.recent.length > Math.max(this.o.bufferSize, 1)) feed.recent.shift()
-      let sent = 0
-      for (const [sub, state] of feed.subs) {
-        if (state.behind) continue
-        state.lastSeq = e.seq
-        sent++
-        if (!sub.deliver(e.frame)) state.behind = true
+      const pos = { poll: { ts: ev.ts, hash: ev.hash }, webhook: feed.pos.webhook }
+      const answer = echoes === undefined ? undefined : answerId(JSON.parse(ev.json) as Record<string, unknown>)
+      if (answer !== undefined && echoes !== undefined) {
+        if (echoes.seenByWebhook(feed.key.channel, feed.key.clientId, answer)) {
+          // Already shown from the webhook: move the position, send nothing.
+          feed.pos = pos
+          continue
+        }
+        echoes.pollDelivered(feed.key.channel, feed.key.clientId, answer)
       }
-      this.o.onPublish?.(feed.key.channel, ev.ts, sent)
+      this.append(feed, pos, ev.ts, ev.json)
     }
     this.pace(feed)
+  }
+
+  /** Adds one frame to the feed's stream and hands it to every socket that has room. */
+  private append (feed: Feed, pos: StreamPosition, ts: number, json: string): void {
+    const e: Buffered = { seq: ++feed.seq, pos, webhookBefore: feed.pos.webhook, ts, frame: this.frameOf(feed, pos, json) }
+    feed.pos = pos
+    feed.recent.push(e)
+    if (feed.recent.length > Math.max(this.o.bufferSize, 1)) feed.recent.shift()
+    let sent = 0
+    for (const [sub, state] of feed.subs) {
+      if (state.behind) continue
+      state.lastSeq = e.seq
+      sent++
+      if (!sub.deliver(e.frame)) state.behind = true
+    }
+    this.o.onPublish?.(feed.key.channel, ts, sent)
   }
 
   /** Sends a socket what it has not had from `recent`; one that fell out of it must resume. */

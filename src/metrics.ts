@@ -34,6 +34,7 @@ export class Metrics {
   })
 
   readonly resumes = new Counter({ name: 'bridge_resumes_total', help: 'Hellos with a resume cursor, by outcome', labelNames: ['outcome'], registers: [this.registry] })
+  readonly webhookObjects = new Counter({ name: 'bridge_webhook_objects_total', help: 'Webhook objects by result (accepted, or duplicate of a retry or of a polled answer)', labelNames: ['channel', 'result'], registers: [this.registry] })
   readonly rateLimited = new Counter({ name: 'bridge_rate_limited_total', help: 'Requests refused with RATE_LIMITED', registers: [this.registry] })
   readonly requests = new Counter({ name: 'bridge_requests_total', help: 'Client requests by type and result', labelNames: ['type', 'result'], registers: [this.registry] })
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { randomBytes } from 'node:crypto'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, parseChannels, type Channel } from './config.js'
 import { startEmulator, type Emulator } from './emulator/index.js'
@@ -19,6 +20,8 @@ async function main (): Promise<void> {
   let channels: Channel[] = parseChannels(config)
   let emulator: Emulator | undefined
   if (channels.length === 0) {
+    // The emulator delivers async answers, campaigns and agent replies to our webhook, as the platform would.
+    config = { ...config, WEBHOOK_SECRET: config.WEBHOOK_SECRET ?? randomBytes(18).toString('base64url') }
     // The built-in emulator listens on loopback only, so its token is no secret.
     const token = 'demo-token'
     emulator = await startEmulator({ port: config.EMULATOR_PORT, host: '127.0.0.1', tokens: [token], holdMs: config.EMULATOR_HOLD_MS })
@@ -55,6 +58,10 @@ async function main (): Promise<void> {
 
   await app.listen({ port: config.PORT, host: config.HOST })
   const { port } = app.server.address() as { port: number }
+  if (emulator !== undefined && config.WEBHOOK_SECRET !== undefined) {
+    const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST
+    emulator.setWebhookUrl(`http://${host.includes(':') ? `[${host}]` : host}:${port}/v1/webhook/default/${config.WEBHOOK_SECRET}`)
+  }
   app.log.info({ port }, `chatapi-bridge ready: ws://${config.HOST}:${port}/v1/ws`)
 }
 

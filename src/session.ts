@@ -4,7 +4,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { AuthError, type Authenticator } from './auth.js'
 import { CloseCode, closeReason, ErrorCode } from './errors.js'
 import type { FeedKey, Hub, Subscriber } from './hub.js'
-import type { CursorCodec, CursorPosition } from './cursor.js'
+import type { CursorCodec, StreamPosition } from './cursor.js'
 import { checkFrame, isRequestType, jsonDepth, MAX_JSON_DEPTH, type HelloFrame, type RequestFrame, type WelcomeFrame } from './protocol.js'
 import type { Requests } from './requests.js'
 import type { Metrics } from './metrics.js'
@@ -267,7 +267,7 @@ export class Session implements Subscriber {
     const cid = hello.cid ?? randomBytes(9).toString('base64url')
     const key: FeedKey = { channel: this.channel, clientId: identity.clientId, cid, all: hello.all ?? true }
     this.log = this.log.child({ clientId: key.clientId, cid })
-    let resume: CursorPosition | undefined
+    let resume: StreamPosition | undefined
     let gap: string | undefined
     if (hello.resume !== undefined) {
       const pos = this.d.cursors.decode(key, hello.resume)

@@ -36,6 +36,12 @@ t.test('the built server starts the emulator by itself, chats, and drains on SIG
   t.ok(replies.some((x) => x.type === 'buttons'), 'the demo bot answers with buttons')
   t.notOk(JSON.stringify(r).includes('demo-token'), 'no token in the result')
 
+  // The built-in emulator delivers async answers to the bridge's webhook by itself.
+  const asy = await c.request({ type: 'sendAsync', id: '2', query: 'later please' })
+  const questionId = (asy.result as { questionId: string }).questionId
+  const answer = await c.next((f) => f.type === 'event' && (f.event as { type: string }).type === 'webhook' && JSON.stringify(f).includes(questionId))
+  t.ok(answer, 'the async answer arrives as a webhook event')
+
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { resolve(code) }))
   child.kill('SIGTERM')
   t.equal(await c.closed(), 1012, 'sockets are told to reconnect')

@@ -1,11 +1,11 @@
 import { Agent, request, errors as undiciErrors, type Dispatcher } from 'undici'
 import { BridgeError, ErrorCode } from '../errors.js'
 import type { Channel } from '../config.js'
+import { maskToken, parseUpstreamJson } from './json.js'
 import { eventsCall, eventsOf, type EventsQuery, type UpstreamCall } from './calls.js'
 
 /** Largest upstream body read; a larger one is a bad response, not a memory problem. */
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024
-const REDACTED = '[redacted]'
 
 export interface ChatApiOptions {
   requestTimeoutMs: number
@@ -104,19 +104,8 @@ export class ChatApi {
     throw this.statusError(call, res.statusCode, body, res.headers['retry-after'])
   }
 
-  /** Parses JSON and drops the channel token wherever it appears; undefined when the text is not JSON. */
   private parse (text: string): unknown {
-    const token = this.channel.token
-    try {
-      if (!text.includes(token)) return JSON.parse(text)
-      return JSON.parse(text, (key, value: unknown) => {
-        if (key === 'token' && value === token) return undefined
-        if (typeof value === 'string' && value.includes(token)) return value.replaceAll(token, REDACTED)
-        return value
-      })
-    } catch {
-      return undefined
-    }
+    return parseUpstreamJson(text, this.channel.token)
   }
 
   private statusError (call: UpstreamCall, status: number, body: unknown, retryAfter: string | string[] | undefined): BridgeError {
@@ -147,7 +136,7 @@ export class ChatApi {
     }
     const code = (err as { code?: unknown }).code
     const why = typeof code === 'string' ? code : err instanceof Error ? err.message : 'unknown error'
-    return new BridgeError(ErrorCode.UPSTREAM_UNAVAILABLE, `upstream ${call.name} failed: ${why.replaceAll(this.channel.token, REDACTED)}`, details)
+    return new BridgeError(ErrorCode.UPSTREAM_UNAVAILABLE, `upstream ${call.name} failed: ${maskToken(why, this.channel.token)}`, details)
   }
 }
 

@@ -1,0 +1,116 @@
+import { eventHash } from '../cursor.js'
+import type { Hub } from '../hub.js'
+import { parseUpstreamTime } from '../upstream/calls.js'
+import { parseUpstreamJson } from '../upstream/json.js'
+import type { Echoes } from './echoes.js'
+import type { Mailbox, MailboxEntry } from './mailbox.js'
+
+export interface InboxAnswer { status: number, body: Record<string, unknown> }
+
+export interface InboxOptions {
+  hub: Hub
+  mailbox: Mailbox
+  echoes: Echoes
+  /** Channel tokens by channel name, to remove from what the platform echoes. */
+  tokens: Map<string, string>
+  ratePerS: number
+  now?: () => number
+  onObjects?: (channel: string, accepted: number, duplicates: number) => void
+}
+
+/** Most objects accepted in one delivery. */
+const MAX_OBJECTS = 1000
+const CLIENT_ID = /^[A-Za-z0-9._:@~-]{1,128}$/
+
+/**
+ * Takes the channel's webhook deliveries: a JSON array of response objects,
+ * each for one clientId. Each new object is kept in the client's mailbox and
+ * pushed to every socket of that client; a retried delivery, or an answer the
+ * /events poll already brought, is not delivered again. A 2xx answer means
+ * every object is queued.
+ */
+export class WebhookInbox {
+  private readonly o: InboxOptions
+  private readonly buckets = new Map<string, { tokens: number, at: number }>()
+  private readonly now: () => number
+  /** Objects taken and skipped since start, and deliveries refused. */
+  readonly counts = { accepted: 0, duplicates: 0, refused: 0 }
+
+  constructor (opts: InboxOptions) {
+    this.o = opts
+    this.now = opts.now ?? Date.now
+  }
+
+  receive (channel: string, text: string): InboxAnswer {
+    const answer = this.take(channel, text)
+    if (answer.status >= 400) this.counts.refused++
+    return answer
+  }
+
+  private take (channel: string, text: string): InboxAnswer {
+    const token = this.o.tokens.get(channel)
+    if (token === undefined) return fail(404, 'not.found', 'no such webhook')
+    if (!this.admit(channel)) return fail(429, 'rate.limited', `more than ${this.o.ratePerS} deliveries per second`)
+    const body = parseUpstreamJson(text, token)
+    if (body === undefined) return fail(400, 'body.not.json', 'the body is not JSON')
+    if (!Array.isArray(body)) return fail(400, 'body.not.array', 'the body must be a JSON array of response objects')
+    if (body.length > MAX_OBJECTS) return fail(413, 'too.many.objects', `at most ${MAX_OBJECTS} objects per delivery`)
+    for (const [i, obj] of body.entries()) {
+      if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return fail(400, 'object.invalid', `element ${i} is not an object`)
+      const clientId = (obj as Record<string, unknown>).clientId
+      if (typeof clientId !== 'string' || !CLIENT_ID.test(clientId)) return fail(400, 'clientId.missing', `element ${i} has no valid clientId`)
+    }
+    let accepted = 0
+    let duplicates = 0
+    const byClient = new Map<string, MailboxEntry[]>()
+    for (const obj of body as Array<Record<string, unknown>>) {
+      const clientId = obj.clientId as string
+      const json = JSON.stringify(obj)
+      const hash = eventHash(json)
+      const questionId = typeof obj.questionId === 'string' ? obj.questionId : undefined
+      if (this.o.mailbox.has(channel, clientId, hash) || (questionId !== undefined && this.seen(channel, clientId, questionId))) {
+        duplicates++
+        continue
+      }
+      const entry: MailboxEntry = {
+        pos: this.o.mailbox.nextPos(),
+        ts: parseUpstreamTime(obj.timestamp) ?? this.now(),
+        hash,
+        json: `{"type":"webhook","event":${json}}`,
+        questionId
+      }
+      this.o.mailbox.add(channel, clientId, entry)
+      if (questionId !== undefined) this.o.echoes.webhookDelivered(channel, clientId, questionId)
+      const list = byClient.get(clientId) ?? []
+      list.push(entry)
+      byClient.set(clientId, list)
+      accepted++
+    }
+    for (const [clientId, entries] of byClient) this.o.hub.deliverWebhook(channel, clientId, entries)
+    this.counts.accepted += accepted
+    this.counts.duplicates += duplicates
+    this.o.onObjects?.(channel, accepted, duplicates)
+    return { status: 200, body: { accepted, duplicates } }
+  }
+
+  private seen (channel: string, clientId: string, questionId: string): boolean {
+    return this.o.echoes.seenByPoll(channel, clientId, questionId) || this.o.echoes.seenByWebhook(channel, clientId, questionId)
+  }
+
+  /** A token bucket per channel: a flood of deliveries gets 429s and the rest of the bridge goes on. */
+  private admit (channel: string): boolean {
+    const now = this.now()
+    const burst = Math.max(1, this.o.ratePerS * 2)
+    const b = this.buckets.get(channel) ?? { tokens: burst, at: now }
+    b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * this.o.ratePerS)
+    b.at = now
+    this.buckets.set(channel, b)
+    if (b.tokens < 1) return false
+    b.tokens -= 1
+    return true
+  }
+}
+
+function fail (status: number, error: string, message: string): InboxAnswer {
+  return { status, body: { error, message } }
+}

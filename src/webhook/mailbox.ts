@@ -1,0 +1,86 @@
+import type { FeedEvent } from '../poller.js'
+
+/** One webhook object kept for a client: its place in the mailbox and its frame body. */
+export interface MailboxEntry extends FeedEvent {
+  /** Increasing per process: arrival time in ms × 1000 + a counter, so it survives no restart and needs none. */
+  pos: number
+  questionId: string | undefined
+}
+
+interface Box { entries: MailboxEntry[], trimmedUpTo: number }
+
+/**
+ * The webhook deliveries of each client, kept for a while so that a client
+ * that was away gets them on resume. The upstream's /events log cannot give
+ * them back: only the bridge saw them. Positions start at this process's
+ * start, so a cursor from before a restart is known to be uncovered.
+ */
+export class Mailbox {
+  private readonly boxes = new Map<string, Box>()
+  private readonly retentionMs: number
+  private readonly perClient: number
+  private readonly now: () => number
+  private last = 0
+  /** Positions below this were never in this process's mailbox. */
+  readonly coverageStart: number
+
+  constructor (retentionMs: number, perClient: number, now: () => number = Date.now) {
+    this.retentionMs = retentionMs
+    this.perClient = perClient
+    this.now = now
+    this.coverageStart = now() * 1000
+  }
+
+  /** The current position: what a new connection has "already seen". */
+  mark (): number {
+    return Math.max(this.last, this.coverageStart)
+  }
+
+  nextPos (): number {
+    this.last = Math.max(this.last + 1, this.now() * 1000)
+    return this.last
+  }
+
+  add (channel: string, clientId: string, entry: MailboxEntry): void {
+    const k = `${channel}\n${clientId}`
+    let box = this.boxes.get(k)
+    if (box === undefined) {
+      box = { entries: [], trimmedUpTo: 0 }
+      this.boxes.set(k, box)
+    }
+    box.entries.push(entry)
+    this.trim(box)
+  }
+
+  has (channel: string, clientId: string, hash: string): boolean {
+    return this.boxes.get(`${channel}\n${clientId}`)?.entries.some((e) => e.hash === hash) ?? false
+  }
+
+  /**
+   * The entries after `pos`, or null when some entry after `pos` may have been
+   * dropped (older than this process or than the retention).
+   */
+  after (channel: string, clientId: string, pos: number): MailboxEntry[] | null {
+    const box = this.boxes.get(`${channel}\n${clientId}`)
+    if (box !== undefined) this.trim(box)
+    const floor = Math.max(this.coverageStart, (this.now() - this.retentionMs) * 1000, box?.trimmedUpTo ?? 0)
+    // A webhook cursor from before what is kept: something after it may be gone.
+    if (pos > 0 && pos < floor) return null
+    return box === undefined ? [] : box.entries.filter((e) => e.pos > pos)
+  }
+
+  /** Drops what is older than the retention; called on each add and read, and by a sweep. */
+  sweep (): void {
+    for (const [k, box] of this.boxes) {
+      this.trim(box)
+      if (box.entries.length === 0) this.boxes.delete(k)
+    }
+  }
+
+  private trim (box: Box): void {
+    const oldest = (this.now() - this.retentionMs) * 1000
+    while (box.entries.length > 0 && ((box.entries[0] as MailboxEntry).pos < oldest || box.entries.length > this.perClient)) {
+      box.trimmedUpTo = (box.entries.shift() as MailboxEntry).pos
+    }
+  }
+}
