@@ -9,12 +9,64 @@ export interface RequestContext { channel: string, clientId: string, cid: string
 /** Failures a resend should retry rather than be told again. */
 const TRANSIENT = new Set<string>([ErrorCode.UPSTREAM_TIMEOUT, ErrorCode.UPSTREAM_UNAVAILABLE, ErrorCode.SHUTTING_DOWN, ErrorCode.RATE_LIMITED])
 
+/**
+ * Where results are kept for resends. `once` runs `run` at most once per key
+ * while its result is kept: a concurrent or later call with the same key gets
+ * the same frame. A frame that `keep` refuses is not kept, so a resend runs
+ * again. The in-process cache is the default; a cluster keeps them in Redis.
+ */
+export interface ResultCache {
+  once: (key: string, run: () => Promise<string>, keep: (frame: string) => boolean) => Promise<string>
+}
+
+/** Runs the sends of one lane (one client) one at a time, in the order they came. */
+export interface SendLanes {
+  run: <T>(lane: string, fn: () => Promise<T>) => Promise<T>
+}
+
 export interface RequestsOptions {
   apis: Map<string, ChatApi>
   resultCacheMs: number
   /** Most results kept for resends, across all clients. */
   resultCacheMax?: number
+  /** Defaults to an in-process cache of `resultCacheMs` and `resultCacheMax`. */
+  results?: ResultCache | undefined
+  /** Defaults to in-process lanes. */
+  lanes?: SendLanes | undefined
   onChannelRejected: (channel: string) => void
+}
+
+/** Results kept in this process; a pending result is shared by every request that asks meanwhile. */
+export class MemoryResultCache implements ResultCache {
+  private readonly results: TtlCache<Promise<string>>
+
+  constructor (ttlMs: number, max: number) {
+    this.results = new TtlCache(ttlMs, max)
+  }
+
+  async once (key: string, run: () => Promise<string>, keep: (frame: string) => boolean): Promise<string> {
+    const known = this.results.get(key)
+    if (known !== undefined) return await known
+    const pending = run()
+    this.results.set(key, pending)
+    const frame = await pending
+    if (!keep(frame) && this.results.get(key) === pending) this.results.delete(key)
+    return frame
+  }
+}
+
+/** Lanes in this process: each call starts after every earlier call of its lane has settled. */
+export class MemoryLanes implements SendLanes {
+  private readonly lanes = new Map<string, Promise<unknown>>()
+
+  async run<T> (lane: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.lanes.get(lane) ?? Promise.resolve()
+    const mine = before.then(fn, fn)
+    const tail = mine.catch(() => undefined)
+    this.lanes.set(lane, tail)
+    void tail.then(() => { if (this.lanes.get(lane) === tail) this.lanes.delete(lane) })
+    return await mine
+  }
 }
 
 /**
@@ -24,13 +76,14 @@ export interface RequestsOptions {
  */
 export class Requests {
   private readonly o: RequestsOptions
-  private readonly results: TtlCache<Promise<string>>
-  private readonly lanes = new Map<string, Promise<unknown>>()
+  private readonly results: ResultCache
+  private readonly lanes: SendLanes
   private closing = false
 
   constructor (opts: RequestsOptions) {
     this.o = opts
-    this.results = new TtlCache(opts.resultCacheMs, opts.resultCacheMax ?? 200_000)
+    this.results = opts.results ?? new MemoryResultCache(opts.resultCacheMs, opts.resultCacheMax ?? 200_000)
+    this.lanes = opts.lanes ?? new MemoryLanes()
   }
 
   /** Stops taking new upstream calls; what is in flight still answers. */
@@ -39,16 +92,12 @@ export class Requests {
   /** The `result` frame for a request, as JSON. */
   async handle (ctx: RequestContext, req: RequestFrame): Promise<string> {
     const key = `${ctx.channel}\n${ctx.clientId}\n${req.id}`
-    const known = this.results.get(key)
-    if (known !== undefined) return await known
-    const pending = this.run(ctx, req)
-    this.results.set(key, pending)
-    const frame = await pending
-    if (frame.includes('"ok":false')) {
-      const code = (JSON.parse(frame) as { error: { code: string } }).error.code
-      if (TRANSIENT.has(code)) this.results.delete(key)
+    try {
+      return await this.results.once(key, async () => await this.run(ctx, req), keepable)
+    } catch (err) {
+      // The result store failed (a shared store that is down): nothing went upstream, so a resend may run it.
+      return JSON.stringify({ type: 'result', id: req.id, ok: false, error: errorBody(err) })
     }
-    return frame
   }
 
   private async run (ctx: RequestContext, req: RequestFrame): Promise<string> {
@@ -59,7 +108,7 @@ export class Requests {
       const call = callFor(req, ctx.clientId, ctx.cid)
       const exec = async (): Promise<unknown> => await api.call(call)
       const result = req.type === 'send' || req.type === 'sendAsync'
-        ? await this.inLane(`${ctx.channel}\n${ctx.clientId}`, exec)
+        ? await this.lanes.run(`${ctx.channel}\n${ctx.clientId}`, exec)
         : await exec()
       return JSON.stringify({ type: 'result', id: req.id, ok: true, result })
     } catch (err) {
@@ -69,15 +118,13 @@ export class Requests {
     }
   }
 
-  /** Runs `fn` after every earlier call of the same lane has settled. */
-  private async inLane<T> (lane: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.lanes.get(lane) ?? Promise.resolve()
-    const mine = before.then(fn, fn)
-    const tail = mine.catch(() => undefined)
-    this.lanes.set(lane, tail)
-    void tail.then(() => { if (this.lanes.get(lane) === tail) this.lanes.delete(lane) })
-    return await mine
-  }
+}
+
+/** A result worth keeping for resends: every success and every failure that a retry would not change. */
+function keepable (frame: string): boolean {
+  if (!frame.includes('"ok":false')) return true
+  const code = (JSON.parse(frame) as { error: { code: string } }).error.code
+  return !TRANSIENT.has(code)
 }
 
 export function errorBody (err: unknown): { code: string, message: string, [k: string]: unknown } {
