@@ -255,6 +255,9 @@ t.test('error frames and malformed frames', async (t) => {
   const reported = next(client, 'error', (e) => 'code' in e)
   peer.send({ type: 'error', code: 'BAD_REQUEST', message: 'frame is not valid JSON' })
   t.match(await reported, { code: 'BAD_REQUEST' }, 'without one it is reported')
+  const unknown = next(client, 'error', (e) => 'code' in e)
+  peer.send({ type: 'error', code: 'BAD_REQUEST', message: 'late', id: req.id })
+  t.match(await unknown, { message: 'late' }, 'and so is one whose request is no longer waiting')
 
   const bad = next(client, 'error', (e) => /malformed result/.test(e.message))
   peer.ws.send('not json')
@@ -264,7 +267,7 @@ t.test('error frames and malformed frames', async (t) => {
   peer.send({ type: 'result', id: 'unknown', ok: true, result: {} })
   peer.send({ type: 'from-a-later-version' })
   await bad
-  t.match(errors.map((e) => e.message), [/frame/, /not JSON/, /no type/, /malformed event/, /malformed result/])
+  t.match(errors.map((e) => e.message), [/frame/, 'late', /not JSON/, /no type/, /malformed event/, /malformed result/])
   t.equal(client.state, 'open')
 })
 

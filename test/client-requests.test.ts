@@ -102,6 +102,17 @@ t.test('the ticket is kept in storage: a new client with the same storage is the
   t.equal((await mirrored).event.query, 'from tab a', 'the other connection of the visitor sees the message')
 })
 
+t.test('the channel option picks the channel with ?channel=', async (t) => {
+  const h = await startBridge(t)
+  const client = await connected(t, h, { channel: 'default' })
+  t.equal(client.welcome?.channel, 'default')
+  const wrong = new BridgeClient({ url: h.wsUrl, WebSocket, storage: new MemoryStorage(), channel: 'nope', backoff: { baseMs: 1, maxMs: 5 } })
+  t.teardown(() => { wrong.close() })
+  const refused = new Promise((resolve) => { wrong.on('state', (s) => { if (s.state === 'reconnecting') resolve(s) }) })
+  void wrong.connect().catch(() => {})
+  t.match(await refused, { code: 1006 }, 'an unknown channel is refused before the upgrade (404), and retried')
+})
+
 t.test('auth may be a function, called before each connect', async (t) => {
   const h = await startBridge(t)
   const first = await connected(t, h)

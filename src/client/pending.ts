@@ -17,8 +17,6 @@ interface Pending {
 export class PendingRequests {
   private readonly byId = new Map<string, Pending>()
 
-  get size (): number { return this.byId.size }
-
   add (id: string, frame: string, timeoutMs: number): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
