@@ -1,4 +1,4 @@
-import { samePosition, type CursorCodec, type StreamPosition } from './cursor.js'
+import { samePosition, type CursorCodec, type CursorPosition, type StreamPosition } from './cursor.js'
 import type { ChatApi } from './upstream/client.js'
 import { Poller, UPSTREAM_PAGE, parseAnswer, type FeedEvent, type PollLog } from './poller.js'
 import { FeedLimitError, feedId, type FeedKey, type Hub, type HubStats, type Subscriber, type SubscribeResult } from './hub.js'
@@ -24,7 +24,41 @@ export interface LocalHubOptions {
   webhooks?: { mailbox: Mailbox, echoes: Echoes } | undefined
   /** Told of each new upstream event and how many sockets got it. */
   onPublish?: (channel: string, ts: number, sockets: number) => void
+  /** Makes the source of each feed's upstream events; by default a Poller of the feed's own. */
+  source?: FeedSourceFactory | undefined
 }
+
+/**
+ * Where a feed's upstream events come from: its own upstream long poll (a
+ * Poller), or, in a cluster, a stream that one instance polls for all.
+ */
+export interface FeedSource {
+  start: () => void
+  stop: () => void
+  /** Flow control: hand over nothing until resume(); nothing is lost meanwhile. */
+  pause: () => void
+  resume: () => void
+  /** The upstream time of the last event handed over. */
+  readonly position: number | undefined
+  readonly isPaused: boolean
+}
+
+export interface FeedSourceOptions {
+  key: FeedKey
+  /** Start right after this upstream event. */
+  start: CursorPosition | undefined
+  log: PollLog
+  /** New events, in upstream order, each once. */
+  onEvents: (events: FeedEvent[]) => void
+  /** The upstream refused the channel token. */
+  onFatal: () => void
+  /** Whether the events right after `start` follow; called once, when known, if `start` was given. */
+  onStart: (outcome: SubscribeResult) => void
+  /** Events after the last one handed over can no longer be had: every socket of the feed must resume. */
+  onGap: (reason: string) => void
+}
+
+export type FeedSourceFactory = (o: FeedSourceOptions) => FeedSource
 
 interface Buffered {
   seq: number
@@ -45,7 +79,7 @@ interface SubState {
 
 interface Feed {
   key: FeedKey
-  poller: Poller
+  source: FeedSource
   subs: Map<Subscriber, SubState>
   /** The most recent events, oldest first: resumes and slow sockets are served from here. */
   recent: Buffered[]
@@ -66,9 +100,11 @@ const CATCH_UP_PAGES = 8
 export class LocalHub implements Hub {
   private readonly o: LocalHubOptions
   private readonly feeds = new Map<string, Feed>()
+  private readonly source: FeedSourceFactory
 
   constructor (opts: LocalHubOptions) {
     this.o = opts
+    this.source = opts.source ?? ((s) => this.pollerFor(s))
   }
 
   async subscribe (key: FeedKey, sub: Subscriber, resume?: StreamPosition): Promise<SubscribeResult> {
@@ -104,7 +140,7 @@ export class LocalHub implements Hub {
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
       return await this.waitStart(starting.outcome)
     }
-    const position = feed.poller.position
+    const position = feed.source.position
     if (position !== undefined && resume.poll !== undefined && resume.poll.ts > position) {
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
       return { resumed: false, gap: 'cursor is ahead of this connection\'s events' }
@@ -125,7 +161,7 @@ export class LocalHub implements Hub {
       return
     }
     // A feed without sockets keeps polling for a while, so that a quick reconnect resumes from memory.
-    feed.poller.resume()
+    feed.source.resume()
     feed.linger = setTimeout(() => {
       if (feed.subs.size === 0 && this.feeds.get(id) === feed) this.endFeed(id, feed)
     }, this.o.lingerMs)
@@ -144,7 +180,7 @@ export class LocalHub implements Hub {
     let pausedFeeds = 0
     for (const f of this.feeds.values()) {
       subscribers += f.subs.size
-      if (f.poller.isPaused) pausedFeeds++
+      if (f.source.isPaused) pausedFeeds++
     }
     return { feeds: this.feeds.size, subscribers, pausedFeeds }
   }
@@ -167,16 +203,14 @@ export class LocalHub implements Hub {
       starting: undefined,
       // A new feed's webhook position is "now": a cursor from it never brings back older mail.
       pos: { poll: resume?.poll, webhook: resume?.webhook ?? this.o.webhooks?.mailbox.mark() ?? 0 },
-      poller: new Poller({
-        fetch: async (ts, signal) => await api.events({ clientId: key.clientId, cid: key.cid, all: key.all, ts }, signal),
+      source: this.source({
+        key,
+        start: resume?.poll,
+        log,
         onEvents: (events) => { this.publish(feed, events) },
         onFatal: () => { this.rejectChannel(key.channel) },
         onStart: (outcome) => { settle?.(outcome) },
-        log,
-        backoffBaseMs: this.o.backoffBaseMs,
-        backoffMaxMs: this.o.backoffMaxMs,
-        start: resume?.poll,
-        gate: this.o.gate
+        onGap: () => { this.loseFeed(id, feed) }
       })
     }
     if (resume?.poll !== undefined) {
@@ -185,8 +219,24 @@ export class LocalHub implements Hub {
       void outcome.then(() => { feed.starting = undefined })
     }
     this.feeds.set(id, feed)
-    feed.poller.start()
+    feed.source.start()
     return feed
+  }
+
+  private pollerFor (s: FeedSourceOptions): Poller {
+    const api = this.o.apis.get(s.key.channel) as ChatApi
+    const { key } = s
+    return new Poller({
+      fetch: async (ts, signal) => await api.events({ clientId: key.clientId, cid: key.cid, all: key.all, ts }, signal),
+      onEvents: s.onEvents,
+      onFatal: s.onFatal,
+      onStart: s.onStart,
+      log: s.log,
+      backoffBaseMs: this.o.backoffBaseMs,
+      backoffMaxMs: this.o.backoffMaxMs,
+      start: s.start,
+      gate: this.o.gate
+    })
   }
 
   private async waitStart (outcome: Promise<SubscribeResult>): Promise<SubscribeResult> {
@@ -355,8 +405,8 @@ export class LocalHub implements Hub {
   private pace (feed: Feed): void {
     let anyReady = feed.subs.size === 0
     for (const state of feed.subs.values()) if (!state.behind) { anyReady = true; break }
-    if (anyReady) feed.poller.resume()
-    else feed.poller.pause()
+    if (anyReady) feed.source.resume()
+    else feed.source.pause()
   }
 
   private rejectChannel (channel: string): void {
@@ -368,9 +418,17 @@ export class LocalHub implements Hub {
     }
   }
 
+  /** The feed's source lost events: its sockets close with 4409 and resume, which tells each what it missed. */
+  private loseFeed (id: string, feed: Feed): void {
+    if (this.feeds.get(id) !== feed) return
+    const subs = [...feed.subs.keys()]
+    this.endFeed(id, feed)
+    for (const sub of subs) sub.tooSlow()
+  }
+
   private endFeed (id: string, feed: Feed): void {
     if (feed.linger !== undefined) clearTimeout(feed.linger)
-    feed.poller.stop()
+    feed.source.stop()
     feed.subs.clear()
     this.feeds.delete(id)
   }
