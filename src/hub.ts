@@ -22,6 +22,12 @@ export interface SubscribeResult {
   /** True when every event after the resume cursor is delivered. */
   resumed: boolean
   gap?: string
+  /**
+   * Where this socket's stream starts when it did not resume: a cursor for
+   * it goes into the welcome, so a client that drops before its first event
+   * still resumes without loss.
+   */
+  position?: StreamPosition
 }
 
 export interface HubStats { feeds: number, subscribers: number, pausedFeeds: number }

@@ -1,4 +1,6 @@
 import { samePosition, type CursorCodec, type CursorPosition, type StreamPosition } from './cursor.js'
+
+const samePoll = (a: CursorPosition, b: CursorPosition): boolean => a.ts === b.ts && a.hash === b.hash
 import type { ChatApi } from './upstream/client.js'
 import { Poller, UPSTREAM_PAGE, parseAnswer, type FeedEvent, type PollLog } from './poller.js'
 import { FeedLimitError, feedId, type FeedKey, type Hub, type HubStats, type Subscriber, type SubscribeResult } from './hub.js'
@@ -62,10 +64,11 @@ export type FeedSourceFactory = (o: FeedSourceOptions) => FeedSource
 
 interface Buffered {
   seq: number
+  kind: 'poll' | 'mail'
   /** The stream position after this frame: what its cursor names. */
   pos: StreamPosition
-  /** The webhook position before this frame. */
-  webhookBefore: number
+  /** The stream position before this frame. */
+  before: StreamPosition
   ts: number
   frame: string
 }
@@ -114,23 +117,25 @@ export class LocalHub implements Hub {
       if (this.feeds.size >= this.o.maxFeeds) throw new FeedLimitError()
       const mail = resume === undefined ? [] : this.mailAfter(key, resume.webhook)
       feed = this.createFeed(id, key, resume)
+      const position = feed.pos
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
-      if (mail === null) return { resumed: false, gap: WEBHOOKS_NOT_KEPT }
+      if (mail === null) return { resumed: false, gap: WEBHOOKS_NOT_KEPT, position }
       // What the webhook brought while the client was away, before anything polled now.
       this.publishWebhook(feed, mail)
-      return feed.starting === undefined ? { resumed: resume !== undefined } : await this.waitStart(feed.starting.outcome)
+      if (feed.starting === undefined) return resume === undefined ? { resumed: false, position } : { resumed: true }
+      return await this.waitStart(feed.starting.outcome)
     }
     if (feed.linger !== undefined) {
       clearTimeout(feed.linger)
       feed.linger = undefined
     }
-    if (resume === undefined) {
+    if (resume === undefined || samePosition(resume, feed.pos)) {
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
-      return { resumed: false }
+      return resume === undefined ? { resumed: false, position: feed.pos } : { resumed: true }
     }
-    const at = feed.recent.findIndex((e) => samePosition(e.pos, resume))
-    if (at >= 0) {
-      const state = { lastSeq: (feed.recent[at] as Buffered).seq, behind: true }
+    const covered = this.seqAt(feed, resume)
+    if (covered !== undefined) {
+      const state = { lastSeq: covered, behind: true }
       feed.subs.set(sub, state)
       this.replay(feed, sub, state)
       return { resumed: true }
@@ -143,9 +148,17 @@ export class LocalHub implements Hub {
     const position = feed.source.position
     if (position !== undefined && resume.poll !== undefined && resume.poll.ts > position) {
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
-      return { resumed: false, gap: 'cursor is ahead of this connection\'s events' }
+      return { resumed: false, gap: 'cursor is ahead of this connection\'s events', position: feed.pos }
     }
     return await this.catchUp(feed, sub, resume)
+  }
+
+  /** The seq of the last frame in memory that a position covers, if memory reaches back to it. */
+  private seqAt (feed: Feed, pos: StreamPosition): number | undefined {
+    const oldest = feed.recent[0]
+    if (oldest === undefined) return undefined
+    if (samePosition(oldest.before, pos)) return oldest.seq - 1
+    return feed.recent.find((e) => samePosition(e.pos, pos))?.seq
   }
 
   unsubscribe (key: FeedKey, sub: Subscriber): void {
@@ -253,68 +266,83 @@ export class LocalHub implements Hub {
 
   /**
    * A cursor older than the events in memory: read the upstream from the
-   * cursor's time until the oldest event in memory shows up, send what lies
-   * between, then continue from memory. Live events arriving meanwhile wait
-   * in `recent`, so the order holds.
+   * cursor's event up to the first polled event in memory, send that, then
+   * the webhook mail of the same span, then continue from memory. Live events
+   * arriving meanwhile wait in `recent`, so the order holds.
    */
   private async catchUp (feed: Feed, sub: Subscriber, resume: StreamPosition): Promise<SubscribeResult> {
     const oldest = feed.recent[0]
-    const cursorEvent = resume.poll
-    if (cursorEvent === undefined || oldest === undefined) {
-      feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
-      return { resumed: false, gap: OLDER_THAN_KEPT }
-    }
-    const mail = this.mailAfter(feed.key, resume.webhook)?.filter((m) => m.pos <= oldest.webhookBefore)
-    if (mail === undefined) {
-      feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
-      return { resumed: false, gap: WEBHOOKS_NOT_KEPT }
-    }
     const state: SubState = { lastSeq: feed.seq, behind: true }
     feed.subs.set(sub, state)
-    const api = this.o.apis.get(feed.key.channel) as ChatApi
-    const between: string[] = []
-    const seen = new Set<string>()
-    let found = false
-    let foundCursor = false
-    let ts = cursorEvent.ts
-    let pos: StreamPosition = { poll: cursorEvent, webhook: resume.webhook }
-    try {
-      for (let page = 0; page < CATCH_UP_PAGES && !found; page++) {
-        const events = parseAnswer(await api.events({ clientId: feed.key.clientId, cid: feed.key.cid, all: feed.key.all, ts }))
-        for (const ev of events) {
-          if (!foundCursor) {
-            foundCursor = ev.ts === cursorEvent.ts && ev.hash === cursorEvent.hash
-            continue
-          }
-          if (ev.ts === oldest.pos.poll?.ts && ev.hash === oldest.pos.poll.hash) { found = true; break }
-          if (seen.has(ev.hash)) continue
-          seen.add(ev.hash)
-          pos = { poll: { ts: ev.ts, hash: ev.hash }, webhook: pos.webhook }
-          between.push(this.frameOf(feed, pos, ev.json))
-        }
-        if (!foundCursor || events.length < UPSTREAM_PAGE) break
-        ts = (events.at(-1) as FeedEvent).ts
-      }
-    } catch {
-      found = false
-    }
-    if (feed.subs.get(sub) !== state) return { resumed: false, gap: 'socket closed' }
-    // The oldest frame in memory may be mail rather than a polled event; then everything polled was new.
-    if (oldest.pos.poll === undefined || (oldest.pos.poll.ts === cursorEvent.ts && oldest.pos.poll.hash === cursorEvent.hash)) found = foundCursor
-    if (!found) {
-      // Continue live from here; the client reloads what it missed from the history.
+    const fail = (gap: string): SubscribeResult => {
       state.lastSeq = feed.seq
       state.behind = false
-      return { resumed: false, gap: foundCursor ? OLDER_THAN_KEPT : 'the event of this cursor is no longer kept upstream' }
+      this.replay(feed, sub, state)
+      return { resumed: false, gap, position: feed.pos }
     }
-    for (const frame of between) sub.deliver(frame)
+    const mail = this.mailAfter(feed.key, resume.webhook)
+    if (mail === null) return fail(WEBHOOKS_NOT_KEPT)
+    const firstPolled = feed.recent.find((e) => e.kind === 'poll')
+    // Stop before the first polled event in memory; with none in memory, after the feed's own position.
+    const stopBefore = firstPolled?.pos.poll
+    const stopAfter = firstPolled === undefined ? feed.pos.poll : undefined
+    let polled: FeedEvent[] = []
+    if (resume.poll === undefined || (stopBefore === undefined && stopAfter === undefined)) {
+      if (resume.poll !== undefined || stopBefore !== undefined || stopAfter !== undefined) return fail(OLDER_THAN_KEPT)
+    } else if (!(stopAfter !== undefined && samePoll(stopAfter, resume.poll))) {
+      const read = await this.readBetween(feed.key, resume.poll, stopBefore, stopAfter)
+      if (typeof read === 'string') return feed.subs.get(sub) === state ? fail(read) : { resumed: false, gap: read }
+      polled = read
+    }
+    if (feed.subs.get(sub) !== state) return { resumed: false, gap: 'socket closed' }
+    const webhookLimit = oldest?.before.webhook ?? feed.pos.webhook
+    let pos: StreamPosition = { poll: resume.poll, webhook: resume.webhook }
+    for (const ev of polled) {
+      pos = { poll: { ts: ev.ts, hash: ev.hash }, webhook: pos.webhook }
+      sub.deliver(this.frameOf(feed, pos, ev.json))
+    }
     for (const m of mail) {
+      if (m.pos > webhookLimit) break
       pos = { poll: pos.poll, webhook: m.pos }
       sub.deliver(this.frameOf(feed, pos, m.json))
     }
-    state.lastSeq = oldest.seq - 1
+    state.lastSeq = oldest === undefined ? feed.seq : oldest.seq - 1
     this.replay(feed, sub, state)
     return { resumed: true }
+  }
+
+  /**
+   * The upstream events after `from`, up to (not including) `stopBefore` or
+   * up to and including `stopAfter`; or why they cannot be had.
+   */
+  private async readBetween (key: FeedKey, from: CursorPosition, stopBefore?: CursorPosition, stopAfter?: CursorPosition): Promise<FeedEvent[] | string> {
+    const api = this.o.apis.get(key.channel) as ChatApi
+    const out: FeedEvent[] = []
+    const seen = new Set<string>()
+    let foundCursor = false
+    let ts = from.ts
+    try {
+      for (let page = 0; page < CATCH_UP_PAGES; page++) {
+        const events = parseAnswer(await api.events({ clientId: key.clientId, cid: key.cid, all: key.all, ts }))
+        for (const ev of events) {
+          if (!foundCursor) {
+            foundCursor = samePoll(ev, from)
+            continue
+          }
+          if (stopBefore !== undefined && samePoll(ev, stopBefore)) return out
+          if (seen.has(ev.hash)) continue
+          seen.add(ev.hash)
+          out.push(ev)
+          if (stopAfter !== undefined && samePoll(ev, stopAfter)) return out
+        }
+        if (!foundCursor) return 'the event of this cursor is no longer kept upstream'
+        if (events.length < UPSTREAM_PAGE) break
+        ts = (events.at(-1) as FeedEvent).ts
+      }
+    } catch {
+      return 'the upstream could not be read to resume'
+    }
+    return OLDER_THAN_KEPT
   }
 
   private frameOf (feed: Feed, pos: StreamPosition, json: string): string {
@@ -337,7 +365,7 @@ export class LocalHub implements Hub {
   private publishWebhook (feed: Feed, entries: MailboxEntry[]): void {
     for (const m of entries) {
       if (m.pos <= feed.pos.webhook) continue
-      this.append(feed, { poll: feed.pos.poll, webhook: m.pos }, m.ts, m.json)
+      this.append(feed, 'mail', { poll: feed.pos.poll, webhook: m.pos }, m.ts, m.json)
     }
     this.pace(feed)
   }
@@ -355,14 +383,14 @@ export class LocalHub implements Hub {
         }
         echoes.pollDelivered(feed.key.channel, feed.key.clientId, answer)
       }
-      this.append(feed, pos, ev.ts, ev.json)
+      this.append(feed, 'poll', pos, ev.ts, ev.json)
     }
     this.pace(feed)
   }
 
   /** Adds one frame to the feed's stream and hands it to every socket that has room. */
-  private append (feed: Feed, pos: StreamPosition, ts: number, json: string): void {
-    const e: Buffered = { seq: ++feed.seq, pos, webhookBefore: feed.pos.webhook, ts, frame: this.frameOf(feed, pos, json) }
+  private append (feed: Feed, kind: Buffered['kind'], pos: StreamPosition, ts: number, json: string): void {
+    const e: Buffered = { seq: ++feed.seq, kind, pos, before: feed.pos, ts, frame: this.frameOf(feed, pos, json) }
     feed.pos = pos
     feed.recent.push(e)
     if (feed.recent.length > Math.max(this.o.bufferSize, 1)) feed.recent.shift()

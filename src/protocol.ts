@@ -101,6 +101,8 @@ export interface WelcomeFrame {
   gap?: { reason: string }
   heartbeatMs: number
   channel: string
+  /** The position this socket's stream starts from, when it did not resume: resume from it if no event came. */
+  cursor?: string
 }
 export interface EventFrame { type: 'event', cursor: string, event: unknown }
 export type ResultFrame =

@@ -126,6 +126,11 @@ export class Session implements Subscriber {
     if (this.state === 'open') this.send('{"type":"ping"}')
   }
 
+  /** Cuts the connection without a close handshake, as a network failure would (operators and tests). */
+  cut (): void {
+    this.ws.terminate()
+  }
+
   close (code: CloseCode): void {
     if (this.state === 'closed') return
     this.ws.close(code, closeReason[code])
@@ -301,6 +306,7 @@ export class Session implements Subscriber {
       channel: this.channel
     }
     if (identity.ticket !== undefined) welcome.ticket = identity.ticket
+    if (sub.position !== undefined) welcome.cursor = this.d.cursors.encode(key, sub.position)
     if (hello.resume !== undefined && !sub.resumed) welcome.gap = { reason: gap ?? sub.gap ?? 'cannot resume' }
     this.send(JSON.stringify(welcome))
     const queued = this.pending

@@ -370,8 +370,9 @@ export class BridgeClient extends Emitter<ClientEvents> {
     const reconnected = this.lastWelcome !== undefined
     this.cidValue = w.cid
     let gap = w.gap
-    if (gap !== undefined) this.setCursor(undefined)
-    else if (!w.resumed && reconnected && !this.resumeSent) gap = { reason: 'no event had come before the connection dropped, so there was no cursor to resume from' }
+    // A welcome that did not resume says where this socket's stream starts: resume from there if no event comes.
+    if (!w.resumed) this.setCursor(typeof w.cursor === 'string' ? w.cursor : undefined)
+    if (gap === undefined && !w.resumed && reconnected && !this.resumeSent) gap = { reason: 'no event had come before the connection dropped, so there was no cursor to resume from' }
     this.lastWelcome = w
     this.armWatchdog()
     // Requests in flight on the old socket go first, in their order, then whatever listeners send.

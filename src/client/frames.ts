@@ -18,6 +18,8 @@ export interface WelcomeFrame {
   gap?: { reason: string }
   heartbeatMs: number
   channel?: string
+  /** When the socket did not resume: the position its stream starts from, a cursor like an event's. */
+  cursor?: string
 }
 
 /** One element of the upstream `/events` answer, as the bridge forwards it. */
