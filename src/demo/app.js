@@ -355,8 +355,16 @@ client.on('event', ({ type, event }) => {
   } else if (type === 'agentResponse') {
     const replies = event.data?.replies ?? [{ type: 'text', text: String(event.text ?? '') }]
     showAnswer(questionId, replies, event.timestamp, 'agent')
+  } else if (type === 'webhook') {
+    // What the platform sends to the webhook: async answers, campaigns, agent replies, the bot speaking up after a timeout.
+    showAnswer(questionId, event.data?.replies, event.timestamp, author(event.data))
   }
 })
+
+/** Who wrote an answer that does not say: the demo bot puts a live agent's replies in the /agent state. */
+function author (data) {
+  return data?.nlpClass === '/agent' ? 'agent' : 'bot'
+}
 
 async function loadHistory () {
   log.setAttribute('aria-busy', 'true')
@@ -364,9 +372,8 @@ async function loadHistory () {
     const { messages } = await client.history({ limit: 100 })
     for (const m of messages) {
       if (m.request) showVisitor(m.questionId, requestText(m.request), m.timestamp)
-      // The history does not say who wrote an answer; the agent's are the ones nobody asked for, in the /agent state.
-      const who = m.request === null && m.response?.nlpClass === '/agent' ? 'agent' : 'bot'
-      if (m.response) showAnswer(m.questionId, m.response.replies, m.timestamp, who)
+      // The bot's answer to "agent" is in the /agent state too, but it answers a request; the agent's replies answer none.
+      if (m.response) showAnswer(m.questionId, m.response.replies, m.timestamp, m.request ? 'bot' : author(m.response))
     }
     toBottom()
   } catch {
