@@ -1,8 +1,8 @@
-import { hkdfSync, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import websocket from '@fastify/websocket'
 import type { Config, Channel } from './config.js'
-import { JwtAuth, TicketAuth, type Authenticator } from './auth.js'
+import { JwtAuth, TicketAuth, deriveKey, type Authenticator } from './auth.js'
 import { CursorCodec } from './cursor.js'
 import { LocalHub } from './local-hub.js'
 import { Requests } from './requests.js'
@@ -24,6 +24,8 @@ export interface AppOptions {
   channels: Channel[]
   /** Serve the demo chat page at `/`. */
   demoPage?: boolean
+  /** Where the JSON log lines go instead of stdout (tests read them). */
+  logStream?: { write: (line: string) => void }
   /** A pino logger option; defaults to JSON logs at LOG_LEVEL. */
   logger?: boolean | object
 }
@@ -52,14 +54,15 @@ declare module 'fastify' {
   }
 }
 
-function keyFrom (secret: Buffer, info: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), info, 32))
-}
 
 /** Builds the bridge without listening: tests build it the same way the server does. */
 export async function buildApp (config: Config, opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: opts.logger ?? { level: config.LOG_LEVEL, redact: { paths: REDACT, censor: '[redacted]' } },
+    logger: opts.logger ?? {
+      level: config.LOG_LEVEL,
+      redact: { paths: REDACT, censor: '[redacted]' },
+      ...(opts.logStream === undefined ? {} : { stream: opts.logStream })
+    },
     // A line per probe and per scrape is noise; at debug level every request is logged.
     logController: new LogController({ disableRequestLogging: config.LOG_LEVEL !== 'debug' && config.LOG_LEVEL !== 'trace' }),
     // A browser may keep a WebSocket open for hours; the server must not time it out.
@@ -76,8 +79,8 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   }
   const auth: Authenticator = config.AUTH_MODE === 'jwt'
     ? new JwtAuth({ secret: config.JWT_SECRET, publicKey: config.JWT_PUBLIC_KEY, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE })
-    : new TicketAuth(keyFrom(secret, 'chatapi-bridge ticket v1'), config.TICKET_TTL_S)
-  const cursors = new CursorCodec(keyFrom(secret, 'chatapi-bridge cursor v1'))
+    : new TicketAuth(deriveKey(secret, 'ticket'), config.TICKET_TTL_S)
+  const cursors = new CursorCodec(deriveKey(secret, 'cursor'))
 
   const metrics = config.METRICS ? new Metrics() : undefined
   const observe = metrics === undefined

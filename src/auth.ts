@@ -1,5 +1,10 @@
-import { createHmac, createPublicKey, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto'
+import { createHmac, createPublicKey, hkdfSync, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto'
 import { jwtVerify, type JWTVerifyOptions } from 'jose'
+
+/** A key of its own for each use of TICKET_SECRET (tickets, cursors), so one can never be passed off as the other. */
+export function deriveKey (secret: Buffer, purpose: 'ticket' | 'cursor'): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), `chatapi-bridge ${purpose} v1`, 32))
+}
 
 export interface Identity { clientId: string, ticket?: string }
 

@@ -5,6 +5,7 @@ import type { ChatApi } from './upstream/client.js'
 import { Poller, UPSTREAM_PAGE, parseAnswer, type FeedEvent, type PollLog } from './poller.js'
 import { FeedLimitError, feedId, type FeedKey, type Hub, type HubStats, type Subscriber, type SubscribeResult } from './hub.js'
 import type { PollGate } from './poll-gate.js'
+import { StreakLog } from './streak-log.js'
 import type { Mailbox, MailboxEntry } from './webhook/mailbox.js'
 import { answerId, type Echoes } from './webhook/echoes.js'
 
@@ -103,6 +104,7 @@ const CATCH_UP_PAGES = 8
 export class LocalHub implements Hub {
   private readonly o: LocalHubOptions
   private readonly feeds = new Map<string, Feed>()
+  private readonly streaks = new Map<string, StreakLog>()
   private readonly source: FeedSourceFactory
 
   constructor (opts: LocalHubOptions) {
@@ -236,6 +238,16 @@ export class LocalHub implements Hub {
     return feed
   }
 
+  /** One failure streak per channel: an outage is one story, however many pollers see it. */
+  private streakOf (channel: string): StreakLog {
+    let streak = this.streaks.get(channel)
+    if (streak === undefined) {
+      streak = new StreakLog(this.o.log.child({ channel }))
+      this.streaks.set(channel, streak)
+    }
+    return streak
+  }
+
   private pollerFor (s: FeedSourceOptions): Poller {
     const api = this.o.apis.get(s.key.channel) as ChatApi
     const { key } = s
@@ -248,7 +260,8 @@ export class LocalHub implements Hub {
       backoffBaseMs: this.o.backoffBaseMs,
       backoffMaxMs: this.o.backoffMaxMs,
       start: s.start,
-      gate: this.o.gate
+      gate: this.o.gate,
+      streak: this.streakOf(key.channel)
     })
   }
 

@@ -4,6 +4,7 @@ import { eventTime } from './upstream/calls.js'
 import { isChannelRejected } from './upstream/client.js'
 import { BridgeError, ErrorCode } from './errors.js'
 import type { PollGate } from './poll-gate.js'
+import type { StreakLog } from './streak-log.js'
 
 /** One upstream event, serialised once: every socket that gets it gets these bytes. */
 export interface FeedEvent { ts: number, hash: string, json: string }
@@ -25,6 +26,8 @@ export interface PollerOptions {
   backoffBaseMs: number
   backoffMaxMs: number
   start?: CursorPosition | undefined
+  /** Shared by the pollers of a channel, so an outage is logged once, not once per poller. */
+  streak?: StreakLog | undefined
   /** Paces the first poll of new pollers, so a reconnect storm is not a storm upstream. */
   gate?: PollGate | undefined
   now?: () => number
@@ -219,7 +222,9 @@ export class Poller {
     this.failures++
     const e = err instanceof BridgeError ? err : new BridgeError(ErrorCode.UPSTREAM_UNAVAILABLE, String(err))
     const signature = `${e.code}:${String(e.details?.status ?? '')}`
-    if (signature !== this.streak) {
+    if (this.o.streak !== undefined) {
+      this.o.streak.failure(signature, `upstream poll failed: ${e.message}`, { code: e.code, status: e.details?.status })
+    } else if (signature !== this.streak) {
       this.streak = signature
       this.o.log.warn({ code: e.code, status: e.details?.status, failures: this.failures }, `upstream poll failed: ${e.message}`)
     }
@@ -234,7 +239,8 @@ export class Poller {
 
   private recovered (): void {
     if (this.failures > 0) {
-      this.o.log.info({ failures: this.failures }, 'upstream poll recovered')
+      if (this.o.streak !== undefined) this.o.streak.success()
+      else this.o.log.info({ failures: this.failures }, 'upstream poll recovered')
     }
     this.failures = 0
     this.streak = undefined
