@@ -220,6 +220,23 @@ t.test('a gap: reported once, and the stale cursor is not offered again', async 
   t.match(gaps[1], { reason: /no cursor/ }, 'a reconnect with nothing to resume from is a gap too')
 })
 
+t.test('before any event, the client resumes from the cursor of the welcome', async (t) => {
+  const fake = await fakeBridge(t)
+  const client = makeClient(t, { url: fake.url, cid: 'tab' })
+  void client.connect()
+  const first = await fake.peer()
+  await first.welcome({ resumed: false, cursor: 'start-1' })
+  await next(client, 'welcome')
+  first.ws.close(1012)
+  const second = await fake.peer()
+  t.match(await second.welcome(), { resume: 'start-1' })
+  await next(client, 'welcome')
+  second.send(event('c2', 'next'))
+  await next(client, 'event')
+  second.ws.close(1012)
+  t.match(await (await fake.peer()).next('hello'), { resume: 'c2' }, 'an event\'s cursor replaces it')
+})
+
 t.test('SHUTTING_DOWN keeps a request waiting; it is sent again after the reconnect', async (t) => {
   const fake = await fakeBridge(t)
   const client = makeClient(t, { url: fake.url })

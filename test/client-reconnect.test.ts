@@ -74,6 +74,21 @@ t.test('after a dropped socket the client resumes: nothing lost, nothing twice',
   t.equal(new Set(seen.map((e) => e.cursor)).size, seen.length, 'every cursor once')
 })
 
+t.test('a socket that drops before its first event loses nothing either', async (t) => {
+  const h = await startBridge(t)
+  const client = makeClient(t, { url: h.wsUrl, cid: 'tab' })
+  const seen: BridgeEvent[] = []
+  client.on('event', (e) => { seen.push(e) })
+  await client.connect()
+  await pollRunning(h, client)
+  const welcomed = next(client, 'welcome')
+  cutSockets(h)
+  h.emulator.agentReply(TOKEN, client.clientId as string, 'first words')
+  t.equal((await welcomed).resumed, true, 'resumed from where the first socket started')
+  await until(() => seen.length === 1, 5000, 'the agent reply')
+  t.same(summary(seen), ['agentResponse: first words'])
+})
+
 t.test('after the bridge restarts on another port, the client follows the url getter and resumes', async (t) => {
   const h = await startBridge(t)
   let url = h.wsUrl
