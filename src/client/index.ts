@@ -1,6 +1,18 @@
 /**
  * The client of chatapi-bridge, for browsers and Node: `chatapi-bridge/client`.
  * It has no dependency; in a browser it is served by the bridge at /sdk/index.js.
+ *
+ * ```js
+ * import { BridgeClient } from 'chatapi-bridge/client'   // or '/sdk/index.js' in a page
+ * import WebSocket from 'ws'                              // Node only
+ *
+ * const client = new BridgeClient({ url: 'wss://chat.example.com/v1/ws', WebSocket })
+ * client.on('event', (e) => { if (e.type === 'agentResponse') console.log(e.event.text) })
+ * client.on('state', (s) => { console.log(s.state, s.reason ?? '') })
+ * await client.connect()
+ * const answer = await client.send('hello')
+ * for await (const e of client.events()) console.log(e.type)
+ * ```
  */
 export { BridgeClient } from './client.js'
 export type { BridgeClientOptions, ClientEvents, ConnectionState, StateChange, WebSocketConstructor, WebSocketLike } from './client.js'

@@ -384,7 +384,15 @@ async function loadHistory () {
 }
 
 let historyLoaded = false
+let visitor
 client.on('welcome', (w) => {
+  // After a refused ticket the page starts over as a new visitor, whose conversation this is not.
+  if (visitor !== undefined && w.clientId !== visitor) {
+    for (const el of shown.values()) el.remove()
+    shown.clear()
+    empty.hidden = false
+  }
+  visitor = w.clientId
   clientIdText.textContent = w.clientId
   // A resumed connection gets every event it missed; otherwise the history fills the gap.
   if (!historyLoaded || !w.resumed) {
