@@ -5,16 +5,30 @@ import { chatRoutes } from './chat-routes.js'
 import { clientRoutes } from './client-routes.js'
 import type { EmulatorCore } from './core.js'
 import { installErrorReplies } from './errors.js'
+import { createH2cServer, type RequestHandler } from './h2c-server.js'
 import { operatorRoutes } from './operator-routes.js'
 import { isRouteName, routeNameOf } from './paths.js'
 import { RequestRecorder } from './request-recorder.js'
 
 export type EmulatorApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>
 
+export interface AppSettings {
+  logger: boolean | object
+  /** Serve h2c and HTTP/1.1 on one port instead of HTTP/1.1 alone. */
+  http2: boolean
+  http2MaxStreams: number
+}
+
 /** The emulator's HTTP face, without listen(), so that it is built the same way everywhere. */
-export function buildApp (core: EmulatorCore, logger: boolean | object): EmulatorApp {
+export function buildApp (core: EmulatorCore, settings: AppSettings): EmulatorApp {
+  // Fastify types its instance by server kind; the HTTP/2 compat request and
+  // response have the HTTP/1.1 API the routes use, so one type serves both.
+  const h2 = settings.http2
+    ? { http2: true, serverFactory: (handler: RequestHandler) => createH2cServer(handler, settings.http2MaxStreams) }
+    : {}
   const app = Fastify({
-    logger,
+    ...(h2 as object),
+    logger: settings.logger,
     // close() must not wait for keep-alive sockets of pollers that were just answered.
     forceCloseConnections: true,
     exposeHeadRoutes: false,

@@ -1,4 +1,5 @@
 import { UpstreamClock } from './clock.js'
+import { ConnectionCounter } from './connection-stats.js'
 import { Dialogue } from './dialogue.js'
 import { EmulatorError, ErrorCode } from './errors.js'
 import { FaultInjector } from './fault-injector.js'
@@ -29,6 +30,8 @@ export class EmulatorCore {
   readonly faults = new Faults()
   readonly injector = new FaultInjector(this.faults)
   readonly requests: RequestLog
+  /** Filled by the HTTP face, which watches its server. */
+  readonly connections = new ConnectionCounter()
   #closing = false
 
   constructor (settings: Settings, log: WebhookLog, onRecord: (record: RequestRecord) => void) {

@@ -4,7 +4,7 @@ import { buildApp, type EmulatorApp } from './app.js'
 import { EmulatorCore } from './core.js'
 import type { FaultController } from './faults.js'
 import { settingsOf, type Settings } from './settings.js'
-import type { Emulator, EmulatorOptions, RequestRecord, UpstreamEvent } from './types.js'
+import type { ConnectionStats, Emulator, EmulatorOptions, RequestRecord, UpstreamEvent } from './types.js'
 
 class RunningEmulator extends EventEmitter implements Emulator {
   /** Both set by listen(). */
@@ -23,7 +23,8 @@ class RunningEmulator extends EventEmitter implements Emulator {
       { warn: (details, message) => this.#app.log.warn(details, message) },
       record => this.emit('request', record)
     )
-    this.#app = buildApp(this.#core, settings.logger)
+    this.#app = buildApp(this.#core, settings)
+    this.#core.connections.watch(this.#app.server)
     this.tokens = [...this.#core.tokens]
     this.faults = this.#core.faults
   }
@@ -37,6 +38,10 @@ class RunningEmulator extends EventEmitter implements Emulator {
     }
     this.origin = originOf(this.#app.server.address() as AddressInfo)
     this.url = `${this.origin}/chatapi`
+  }
+
+  get connections (): ConnectionStats {
+    return this.#core.connections.snapshot()
   }
 
   get requests (): RequestRecord[] {

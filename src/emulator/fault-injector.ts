@@ -1,3 +1,4 @@
+import http2 from 'node:http2'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ErrorCode, errorBody } from './errors.js'
 import type { Faults, FaultKind } from './faults.js'
@@ -50,7 +51,7 @@ export class FaultInjector {
         return truncate(route, reply)
       case 'reset':
         reply.hijack()
-        request.raw.socket.destroy()
+        cut(request.raw)
         return
       case 'hang':
         reply.hijack()
@@ -75,7 +76,7 @@ export class FaultInjector {
   close (): void {
     for (const stalled of [...this.#stalled]) {
       stalled.release()
-      stalled.reply.raw.socket?.destroy()
+      cut(stalled.reply.raw)
     }
     this.#stalled.clear()
   }
@@ -114,5 +115,16 @@ function truncate (route: RouteName, reply: FastifyReply): void {
   reply.hijack()
   const res = reply.raw
   res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(full) })
-  res.write(full.slice(0, full.length >> 1), () => res.socket?.destroy())
+  res.write(full.slice(0, full.length >> 1), () => { cut(res) })
+}
+
+/**
+ * Ends one request the way a dying connection would: over HTTP/1.1 its
+ * socket is destroyed; over HTTP/2 only its stream is reset (RST_STREAM),
+ * since the session carries other clients' requests.
+ */
+function cut (raw: { socket: { destroy(): void } | null, stream?: unknown }): void {
+  const stream = raw.stream as { close?: (code: number) => void } | undefined
+  if (typeof stream?.close === 'function') stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR)
+  else raw.socket?.destroy()
 }

@@ -6,5 +6,5 @@
  * to misbehave (faults) the way a real upstream or its proxy does.
  */
 export { startEmulator } from './emulator.js'
-export type { Emulator, EmulatorOptions, RequestRecord, RouteName, UpstreamEvent } from './types.js'
+export type { ConnectionStats, Emulator, EmulatorOptions, RequestRecord, RouteName, UpstreamEvent } from './types.js'
 export type { Fault, FaultController, FaultKind } from './faults.js'

@@ -18,6 +18,8 @@ const emulator = await startEmulator({
   tokens: (env.EMULATOR_TOKENS ?? 'demo-token').split(',').map(t => t.trim()).filter(t => t !== ''),
   holdMs: numberFrom(env.EMULATOR_HOLD_MS, 25_000, 'EMULATOR_HOLD_MS'),
   webhookUrl: env.EMULATOR_WEBHOOK_URL === '' ? undefined : env.EMULATOR_WEBHOOK_URL,
+  http2: /^(1|true|yes|on)$/i.test(env.EMULATOR_HTTP2 ?? ''),
+  http2MaxStreams: numberFrom(env.EMULATOR_HTTP2_MAX_STREAMS, 1000, 'EMULATOR_HTTP2_MAX_STREAMS'),
   logger: {
     level: env.EMULATOR_LOG_LEVEL ?? 'info',
     // The token is the channel's secret; request logs show the path without it.
@@ -25,7 +27,7 @@ const emulator = await startEmulator({
   }
 })
 
-console.log(`Chat API emulator at ${emulator.url}`)
+console.log(`Chat API emulator at ${emulator.url}${/^(1|true|yes|on)$/i.test(env.EMULATOR_HTTP2 ?? '') ? ' (HTTP/1.1 and h2c)' : ''}`)
 console.log(`tokens: ${emulator.tokens.join(', ')}`)
 console.log(`try: curl '${emulator.url}/${emulator.tokens[0] ?? 'demo-token'}?clientId=me&query=buttons'`)
 

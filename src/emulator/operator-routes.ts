@@ -24,6 +24,8 @@ export function operatorRoutes (app: EmulatorApp, core: EmulatorCore): void {
 
   app.get(`${OPERATOR_PREFIX}/stats`, async () => ({ activePolls: core.polls.total, requests: core.requests.counts }))
 
+  app.get(`${OPERATOR_PREFIX}/connections`, async () => core.connections.snapshot())
+
   app.post(`${OPERATOR_PREFIX}/faults`, { schema: { body: FaultBody } }, async request => {
     const { count, route, ...rest } = request.body
     // The route is any string here; add() rejects one that names no route.

@@ -10,6 +10,8 @@ export interface Settings {
   asyncDelayMs: number
   agentDelayMs: number
   clockOffsetMs: number
+  http2: boolean
+  http2MaxStreams: number
   logger: boolean | object
 }
 
@@ -25,6 +27,8 @@ export function settingsOf (options: EmulatorOptions = {}): Settings {
     asyncDelayMs: options.asyncDelayMs ?? 50,
     agentDelayMs: options.agentDelayMs ?? 1500,
     clockOffsetMs: options.clockOffsetMs ?? 0,
+    http2: options.http2 ?? false,
+    http2MaxStreams: options.http2MaxStreams ?? 1000,
     logger: options.logger ?? false
   }
 }

@@ -23,6 +23,13 @@ export interface EmulatorOptions {
   agentDelayMs?: number
   /** Added to every upstream timestamp, to play an upstream whose clock differs from ours. Default 0. */
   clockOffsetMs?: number
+  /**
+   * Speak cleartext HTTP/2 (h2c, prior knowledge) as well as HTTP/1.1 on the
+   * same port, as an ingress with HTTP/2 turned on does. Default false.
+   */
+  http2?: boolean
+  /** SETTINGS_MAX_CONCURRENT_STREAMS of each HTTP/2 session. Default 1000. */
+  http2MaxStreams?: number
   /** Fastify's logger option. Default false. */
   logger?: boolean | object
 }
@@ -52,6 +59,16 @@ export interface RequestRecord {
   at: number
 }
 
+/** Connections the emulator has accepted, for tests and benchmarks that count them. */
+export interface ConnectionStats {
+  /** TCP connections open now. */
+  open: number
+  /** TCP connections accepted since the start. */
+  accepted: number
+  /** HTTP/2 sessions open now (each on one of the open connections). */
+  http2Sessions: number
+}
+
 export interface Emulator {
   /** Chat API base, e.g. 'http://127.0.0.1:43211/chatapi'; requests go to `${url}/${token}…`. */
   url: string
@@ -71,6 +88,8 @@ export interface Emulator {
   activePolls(token: string, clientId: string, cid?: string): number
   /** The most ever held at once for that key; cid undefined counts every cid. */
   maxActivePolls(token: string, clientId: string, cid?: string): number
+  /** Connections accepted and open; also at GET /operator/connections. */
+  readonly connections: ConnectionStats
   /** Every request received, newest last, bounded to the last 10,000. */
   readonly requests: RequestRecord[]
   on(event: 'request', fn: (record: RequestRecord) => void): this
