@@ -87,8 +87,14 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     ? undefined
     : (call: string, outcome: string, seconds: number) => { metrics.upstreamDuration.observe({ call, outcome }, seconds) }
   const apis = new Map<string, ChatApi>()
+  const pools = {
+    http2: config.UPSTREAM_HTTP2,
+    streams: config.UPSTREAM_STREAMS,
+    pollConnections: config.UPSTREAM_POLL_CONNECTIONS,
+    callConnections: config.UPSTREAM_CONNECTIONS
+  }
   for (const c of opts.channels) {
-    apis.set(c.name, new ChatApi(c, { requestTimeoutMs: config.REQUEST_TIMEOUT_MS, pollTimeoutMs: config.POLL_TIMEOUT_MS, observe }))
+    apis.set(c.name, new ChatApi(c, { requestTimeoutMs: config.REQUEST_TIMEOUT_MS, pollTimeoutMs: config.POLL_TIMEOUT_MS, pools, observe }))
   }
   const webhooks = config.WEBHOOK_SECRET === undefined
     ? undefined

@@ -34,6 +34,12 @@ export const ConfigSchema = Type.Object({
   POLL_LINGER_MS: Ms(30_000, 0, 'how long an upstream poll outlives its last socket'),
   POLL_TIMEOUT_MS: Ms(40_000, 1000, 'longest wait for one upstream /events answer (longer than the upstream hold)'),
   REQUEST_TIMEOUT_MS: Ms(15_000, 100, 'longest wait for one upstream request'),
+  UPSTREAM_HTTP2: Type.Union([Type.Literal('auto'), Type.Literal('h2c'), Type.Literal('off')], {
+    default: 'auto', description: '"auto" (HTTP/2 where TLS negotiates it, else HTTP/1.1), "h2c" (cleartext HTTP/2 by prior knowledge) or "off" (HTTP/1.1 only)'
+  }),
+  UPSTREAM_STREAMS: Type.Integer({ minimum: 1, maximum: 10_000, default: 100, description: 'upstream long polls carried by one HTTP/2 connection at most' }),
+  UPSTREAM_POLL_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 100_000, default: 4000, description: 'upstream connections for long polls per channel at most; over HTTP/1.1 this caps the polls held at once' }),
+  UPSTREAM_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 100_000, default: 64, description: 'upstream connections for other calls (sends, state, history) per channel at most' }),
   BACKOFF_BASE_MS: Ms(500, 1, 'first retry delay after an upstream failure'),
   BACKOFF_MAX_MS: Ms(30_000, 1, 'largest retry delay after upstream failures'),
   OUTBOUND_QUEUE_BYTES: Type.Integer({ minimum: 4096, default: 1_048_576, description: 'bytes queued to one socket before the bridge stops sending it events (they wait, nothing is lost)' }),

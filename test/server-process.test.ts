@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { TestClient } from './fixtures/ws-client.js'
 
 const serverJs = fileURLToPath(new URL('../dist/server.js', import.meta.url))
+const chatJs = fileURLToPath(new URL('../dist/cli/chat.js', import.meta.url))
 
 t.test('the built server starts the emulator by itself, chats, and drains on SIGTERM', async (t) => {
   const child = spawn(process.execPath, [serverJs], {
@@ -41,6 +42,25 @@ t.test('the built server starts the emulator by itself, chats, and drains on SIG
   const questionId = (asy.result as { questionId: string }).questionId
   const answer = await c.next((f) => f.type === 'event' && (f.event as { type: string }).type === 'webhook' && JSON.stringify(f).includes(questionId))
   t.ok(answer, 'the async answer arrives as a webhook event')
+
+  // The terminal chat of the walk-through.
+  const chat = spawn(process.execPath, [chatJs], { env: { PATH: process.env.PATH, BRIDGE_URL: `ws://127.0.0.1:${port}/v1/ws` }, stdio: ['pipe', 'pipe', 'pipe'] })
+  t.teardown(() => { chat.kill('SIGKILL') })
+  let out = ''
+  const saw = async (re: RegExp): Promise<void> => {
+    await new Promise<void>((resolve) => {
+      const check = (): void => { if (re.test(out)) { chat.stdout.off('data', onData); resolve() } }
+      const onData = (d: Buffer): void => { out += d.toString(); check() }
+      chat.stdout.on('data', onData)
+      check()
+    })
+  }
+  chat.stdin.write('buttons\n') // typed before the socket is open: it waits, it does not crash
+  await saw(/connected as/)
+  await saw(/\[Yes\] \[No\]/)
+  const chatExit = new Promise<number | null>((resolve) => chat.once('exit', resolve))
+  chat.stdin.write('/quit\n')
+  t.equal(await chatExit, 0, 'the chat quits cleanly')
 
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { resolve(code) }))
   child.kill('SIGTERM')
