@@ -5,6 +5,10 @@ import type { Config, Channel } from './config.js'
 import { JwtAuth, TicketAuth, deriveKey, type Authenticator } from './auth.js'
 import { CursorCodec } from './cursor.js'
 import { LocalHub } from './local-hub.js'
+import type { Hub } from './hub.js'
+import { Cluster } from './cluster/cluster.js'
+import { registerClusterMetrics } from './cluster/metrics.js'
+import { redisSettings } from './cluster/redis.js'
 import { Requests } from './requests.js'
 import { ChatApi } from './upstream/client.js'
 import { SUBPROTOCOL } from './protocol.js'
@@ -40,7 +44,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     bridge: {
       sessions: Sessions
-      hub: LocalHub
+      hub: Hub
       channels: Channel[]
       ready: boolean
       metrics: Metrics | undefined
@@ -106,7 +110,10 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   }
   const hubLog = app.log.child({ component: 'hub' })
   const gate = new PollGate(config.POLL_STARTS_PER_S, Math.max(1, Math.ceil(config.POLL_STARTS_PER_S)))
-  const hub = new LocalHub({
+  const redis = redisSettings(config)
+  // With REDIS_URL, instances share upstream polls, results and send lanes through Redis.
+  const cluster = redis === undefined ? undefined : new Cluster({ config, redis, apis, gate, log: app.log.child({ component: 'redis' }) })
+  const local = new LocalHub({
     apis,
     cursors,
     log: hubLog,
@@ -117,6 +124,7 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     resumeWaitMs: Math.min(config.REQUEST_TIMEOUT_MS, 5000),
     maxFeeds: config.MAX_POLLS,
     gate,
+    source: cluster?.feeds.source,
     webhooks,
     onPublish: metrics === undefined
       ? undefined
@@ -126,13 +134,16 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
           if (sockets > 0) metrics.eventAge.observe({ channel }, Math.max(0, Date.now() - ts) / 1000)
         }
   })
+  const hub: Hub = cluster === undefined ? local : cluster.hub(local)
   const sessions = new Sessions(config.HEARTBEAT_MS)
   const requests = new Requests({
     apis,
     resultCacheMs: config.RESULT_CACHE_MS,
+    results: cluster?.results,
+    lanes: cluster?.lanes,
     onChannelRejected: (channel) => { sessions.rejectChannel(channel) }
   })
-  metrics?.bind({ polls: () => hub.stats().feeds, outboundBytes: () => sessions.outboundBytes(), socketsByChannel: () => sessions.socketsByChannel() })
+  metrics?.bind({ polls: () => cluster?.feeds.owned ?? hub.stats().feeds, outboundBytes: () => sessions.outboundBytes(), socketsByChannel: () => sessions.socketsByChannel() })
   const drain = async (): Promise<void> => {
     app.bridge.ready = false
     await sessions.drain(config.DRAIN_MS, 1000)
@@ -151,6 +162,14 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     await Promise.all([...apis.values()].map(async (a) => { await a.close() }))
   })
   app.addHook('onReady', async () => { app.bridge.ready = true })
+  if (cluster !== undefined) {
+    // Ready also means Redis answers: while it is down, balancers send new sockets elsewhere.
+    let accepting = false
+    Object.defineProperty(app.bridge, 'ready', { get: () => accepting && cluster.health.up, set: (v: boolean) => { accepting = v } })
+    if (metrics !== undefined) registerClusterMetrics(metrics.registry, cluster.health, cluster.feeds)
+    app.addHook('onReady', async () => { await cluster.waitUp(Math.max(2000, config.REDIS_TIMEOUT_MS)) })
+    app.addHook('onClose', async () => { await cluster.close() })
+  }
 
   await app.register(websocket, {
     options: {

@@ -59,6 +59,14 @@ export const ConfigSchema = Type.Object({
   WEBHOOK_MAX_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576, description: 'largest webhook body in bytes' }),
   WEBHOOK_RATE_PER_S: Type.Number({ minimum: 1, default: 50, description: 'webhook deliveries per second per channel, on average' }),
   WEBHOOK_RETENTION_MS: Ms(3_600_000, 1000, 'how long webhook events are kept for clients that resume'),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis URL (redis:// or rediss://) shared by every instance; unset runs the bridge on its own. With REDIS_CLUSTER, a comma-separated list of seed nodes' })),
+  REDIS_OPTIONS: Type.Optional(Type.String({ description: 'JSON object of extra ioredis options, e.g. {"sentinels":[{"host":"s1","port":26379}],"name":"mymaster"} for Sentinel' })),
+  REDIS_CLUSTER: Type.Boolean({ default: false, description: 'REDIS_URL names the seed nodes of a Redis Cluster (true or false)' }),
+  REDIS_PREFIX: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:_.-]+$', default: 'chatapi-bridge:', description: 'prefix of every Redis key and channel of this deployment (letters, digits, :, _, ., -)' }),
+  REDIS_LEASE_MS: Ms(5000, 300, 'lease of the instance that polls a connection upstream; another instance takes over within about this time after it dies'),
+  REDIS_STREAM_MAXLEN: Type.Integer({ minimum: 10, maximum: 100_000, default: 1000, description: 'events kept in Redis per connection, for the other instances and for resumes' }),
+  REDIS_STREAM_TTL_MS: Ms(600_000, 1000, 'how long the events of a connection stay in Redis after its last socket left'),
+  REDIS_TIMEOUT_MS: Ms(2000, 50, 'longest wait for one Redis command; a slower Redis counts as down'),
   DEMO_PAGE: Type.Optional(Type.Boolean({ description: 'serve the demo chat page at / (true or false); on by default with the built-in emulator' })),
   EMULATOR_PORT: Port(3001, 'port of the built-in emulator (used when UPSTREAM_URL is unset)'),
   EMULATOR_HOLD_MS: Ms(25_000, 10, 'long-poll hold time of the built-in emulator')
@@ -126,6 +134,15 @@ function crossCheck (config: Config): void {
   }
   if (config.AUTH_MODE === 'jwt' && config.JWT_SECRET === undefined && config.JWT_PUBLIC_KEY === undefined) {
     throw new ConfigError('AUTH_MODE=jwt needs JWT_SECRET (HMAC) or JWT_PUBLIC_KEY (PEM)')
+  }
+  if (config.REDIS_OPTIONS !== undefined) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(config.REDIS_OPTIONS)
+    } catch {
+      throw new ConfigError('REDIS_OPTIONS is not valid JSON: expected an object of ioredis options')
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError('REDIS_OPTIONS must be a JSON object of ioredis options')
   }
   if (config.SHUTDOWN_TIMEOUT_MS <= config.DRAIN_MS) {
     throw new ConfigError('SHUTDOWN_TIMEOUT_MS must be longer than DRAIN_MS, so the drain can finish before the deadline')

@@ -1,0 +1,83 @@
+import type { Config } from '../config.js'
+import type { LocalHub } from '../local-hub.js'
+import type { PollGate } from '../poll-gate.js'
+import type { ChatApi } from '../upstream/client.js'
+import { ClusterFeeds } from './cluster-feeds.js'
+import { ClusterHub } from './cluster-hub.js'
+import { RedisHealth, type HealthLog } from './health.js'
+import { Notifier } from './notifier.js'
+import { openRedis, type RedisSettings } from './redis.js'
+import { RedisResultCache } from './result-cache.js'
+import { RedisLanes } from './send-lanes.js'
+
+export interface ClusterOptions {
+  config: Config
+  redis: RedisSettings
+  apis: Map<string, ChatApi>
+  gate?: PollGate | undefined
+  log: HealthLog
+}
+
+/** Everything an instance needs to share its work through Redis, and its connections. */
+export class Cluster {
+  readonly health: RedisHealth
+  readonly feeds: ClusterFeeds
+  readonly results: RedisResultCache
+  readonly lanes: RedisLanes
+  private readonly clients: ReturnType<typeof openRedis>[]
+
+  constructor (o: ClusterOptions) {
+    const c = o.config
+    const redis = openRedis(o.redis, 'cmd')
+    const sub = openRedis(o.redis, 'sub')
+    this.clients = [redis, sub]
+    this.health = new RedisHealth(this.clients, o.log)
+    const notifier = new Notifier(sub)
+    const prefix = c.REDIS_PREFIX
+    this.feeds = new ClusterFeeds({
+      redis,
+      notifier,
+      health: this.health,
+      apis: o.apis,
+      prefix,
+      leaseMs: c.REDIS_LEASE_MS,
+      maxLen: c.REDIS_STREAM_MAXLEN,
+      streamTtlMs: c.REDIS_STREAM_TTL_MS,
+      backoffBaseMs: c.BACKOFF_BASE_MS,
+      backoffMaxMs: c.BACKOFF_MAX_MS,
+      gate: o.gate
+    })
+    this.results = new RedisResultCache({
+      redis,
+      notifier,
+      health: this.health,
+      prefix,
+      ttlMs: c.RESULT_CACHE_MS,
+      runningMs: c.REDIS_LEASE_MS,
+      // Queued behind other sends of the client, then one upstream call.
+      waitMs: c.REQUEST_TIMEOUT_MS * 4
+    })
+    this.lanes = new RedisLanes({ redis, notifier, health: this.health, prefix, aliveMs: c.REDIS_LEASE_MS })
+  }
+
+  hub (local: LocalHub): ClusterHub {
+    return new ClusterHub(local, this.feeds, this.health)
+  }
+
+  /** Resolves when Redis answers, or after `ms` (the bridge then starts not ready and becomes ready when Redis does). */
+  async waitUp (ms: number): Promise<void> {
+    if (this.health.up) return
+    let timer: NodeJS.Timeout | undefined
+    await new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms)
+      this.health.onChange((up) => { if (up) resolve() })
+    })
+    clearTimeout(timer)
+  }
+
+  /** Closes the connections; call after the hub is closed. */
+  async close (): Promise<void> {
+    this.health.close()
+    await Promise.all(this.clients.map(async (c) => { await c.quit().catch(() => { c.disconnect() }) }))
+  }
+}

@@ -1,0 +1,158 @@
+import type { CursorPosition } from '../cursor.js'
+import type { FeedEvent } from '../poller.js'
+import type { FeedKeys } from './keys.js'
+import { Script, type RedisClient } from './redis.js'
+
+/** One event in a feed's Redis Stream, and the event published right before it. */
+export interface StreamEntry extends FeedEvent {
+  id: string
+  /** The event before this one in the publisher's order; undefined when the publisher did not know it. */
+  prev: CursorPosition | undefined
+}
+
+/** The greatest sequence part of a stream ID: `(<ms>-MAX_SEQ` reads from the next millisecond on. */
+export const MAX_SEQ = '18446744073709551615'
+
+/** Takes the lease if nobody holds it; returns the token and the last event of the stream. */
+const ACQUIRE = new Script(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local fence = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+local token = ARGV[1] .. ':' .. fence
+redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+if last[1] then return {token, last[1][1], last[1][2]} end
+return {token}
+`, 3)
+
+/** 1 renewed; 0 another instance holds the lease; -1 nobody does (it expired, or Redis lost it). */
+const RENEW = new Script(`
+local holder = redis.call('GET', KEYS[1])
+if holder == false then return -1 end
+if holder ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return 1
+`, 3)
+
+const RELEASE = new Script(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], 'release')
+return 1
+`, 1)
+
+/**
+ * Appends events only while the caller's token is the lease: the fence check
+ * and the appends are one atomic step, so an owner that was paused past its
+ * lease cannot publish after another took over. Stream IDs take the event's
+ * upstream millisecond, so a cursor's event is found by its time.
+ */
+const PUBLISH = new Script(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local lastMs = 0
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if last[1] then lastMs = tonumber(string.match(last[1][1], '^%d+')) end
+local id
+local n = tonumber(ARGV[5])
+for i = 0, n - 1 do
+  local b = 6 + i * 4
+  local ms = math.max(tonumber(ARGV[b]), lastMs)
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], string.format('%.0f', ms) .. '-*',
+    't', ARGV[b], 'h', ARGV[b + 1], 'j', ARGV[b + 2], 'p', ARGV[b + 3])
+  lastMs = ms
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], id)
+return id
+`, 2)
+
+export interface FeedStreamsOptions {
+  leaseMs: number
+  maxLen: number
+  ttlMs: number
+}
+
+function encodePos (p: CursorPosition | undefined): string {
+  return p === undefined ? '' : `${p.ts}.${p.hash}`
+}
+
+function decodePos (s: string | undefined): CursorPosition | undefined {
+  if (s === undefined || s === '') return undefined
+  const dot = s.indexOf('.')
+  return { ts: Number(s.slice(0, dot)), hash: s.slice(dot + 1) }
+}
+
+function entryOf (id: string, fields: string[]): StreamEntry {
+  const f: Record<string, string> = {}
+  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string
+  return { id, ts: Number(f.t), hash: f.h ?? '', json: f.j ?? 'null', prev: decodePos(f.p) }
+}
+
+/** The leases and streams of feeds in Redis: every command the clustered hub sends about them. */
+export class FeedStreams {
+  private readonly redis: RedisClient
+  private readonly o: FeedStreamsOptions
+
+  constructor (redis: RedisClient, opts: FeedStreamsOptions) {
+    this.redis = redis
+    this.o = opts
+  }
+
+  private get fenceTtlMs (): number { return this.o.ttlMs + this.o.leaseMs }
+
+  async acquire (k: FeedKeys, instance: string): Promise<{ token: string, last: StreamEntry | undefined } | undefined> {
+    const r = await ACQUIRE.run(this.redis, [k.lease, k.fence, k.stream], [instance, this.o.leaseMs, this.fenceTtlMs]) as [string, string?, string[]?] | null
+    if (r === null) return undefined
+    const [token, id, fields] = r
+    return { token, last: id === undefined ? undefined : entryOf(id, fields ?? []) }
+  }
+
+  async renew (k: FeedKeys, token: string): Promise<'renewed' | 'taken' | 'vacant'> {
+    const r = await RENEW.run(this.redis, [k.lease, k.stream, k.fence], [token, this.o.leaseMs, this.o.ttlMs, this.fenceTtlMs])
+    return r === 1 ? 'renewed' : r === 0 ? 'taken' : 'vacant'
+  }
+
+  async release (k: FeedKeys, token: string): Promise<void> {
+    await RELEASE.run(this.redis, [k.lease], [token, k.notify])
+  }
+
+  /** Appends `events` after `prev`; the ID of the last one, or undefined when the token no longer holds the lease. */
+  async publish (k: FeedKeys, token: string, prev: CursorPosition | undefined, events: FeedEvent[]): Promise<string | undefined> {
+    const args: Array<string | number> = [token, this.o.maxLen, this.o.ttlMs, k.notify, events.length]
+    let before = prev
+    for (const e of events) {
+      args.push(e.ts, e.hash, e.json, encodePos(before))
+      before = { ts: e.ts, hash: e.hash }
+    }
+    const id = await PUBLISH.run(this.redis, [k.lease, k.stream], args) as string | null
+    return id ?? undefined
+  }
+
+  /** Tells every instance reading the feed something that is not an event ("fatal"). */
+  async announce (k: FeedKeys, message: string): Promise<void> {
+    await this.redis.publish(k.notify, message)
+  }
+
+  /** Up to `count` entries after the ID `after`. */
+  async after (k: FeedKeys, after: string, count: number): Promise<StreamEntry[]> {
+    const rows = await this.redis.xrange(k.stream, `(${after}`, '+', 'COUNT', count)
+    return rows.map(([id, fields]) => entryOf(id, fields))
+  }
+
+  async last (k: FeedKeys): Promise<StreamEntry | undefined> {
+    const rows = await this.redis.xrevrange(k.stream, '+', '-', 'COUNT', 1)
+    const row = rows[0]
+    return row === undefined ? undefined : entryOf(row[0], row[1])
+  }
+
+  /** The entry of an event, with the events of the same millisecond up to it; undefined when the stream has no longer got it. */
+  async find (k: FeedKeys, pos: CursorPosition): Promise<{ entry: StreamEntry, sameMs: StreamEntry[] } | undefined> {
+    const rows = await this.redis.xrange(k.stream, `${pos.ts}-0`, `${pos.ts}-${MAX_SEQ}`)
+    const entries = rows.map(([id, fields]) => entryOf(id, fields))
+    const at = entries.findIndex((e) => e.ts === pos.ts && e.hash === pos.hash)
+    if (at < 0) return undefined
+    return { entry: entries[at] as StreamEntry, sameMs: entries.slice(0, at + 1) }
+  }
+}

@@ -1,0 +1,77 @@
+import type { RedisClient } from './redis.js'
+
+export interface HealthLog {
+  warn: (obj: object, msg: string) => void
+  info: (obj: object, msg: string) => void
+}
+
+/**
+ * Whether Redis answers: every connection is ready and the last command did
+ * not fail. Told of each command's outcome by the code that runs it, so a
+ * slow Redis (timeouts) counts as down as well as a lost connection. Logs one
+ * line when trouble starts and one when it ends.
+ */
+export class RedisHealth {
+  private readonly clients: RedisClient[]
+  private readonly log: HealthLog
+  private readonly listeners: Array<(up: boolean) => void> = []
+  private failing = false
+  private lastError: unknown
+  private state = false
+  private downSince: number | undefined = Date.now()
+  private closed = false
+  /** Times Redis became unavailable since start. */
+  outages = 0
+
+  constructor (clients: RedisClient[], log: HealthLog) {
+    this.clients = clients
+    this.log = log
+    for (const c of clients) {
+      c.on('ready', () => { this.update() })
+      c.on('close', () => { this.update() })
+      c.on('end', () => { this.update() })
+      c.on('reconnecting', () => { this.update() })
+      // ioredis reports every failed reconnect here; the first of a streak is logged by update().
+      c.on('error', (err: unknown) => { this.lastError = err })
+    }
+  }
+
+  get up (): boolean { return this.state }
+
+  /** Called with the new state whenever it changes. */
+  onChange (fn: (up: boolean) => void): void { this.listeners.push(fn) }
+
+  /** The connections are being closed on purpose: no more news. */
+  close (): void { this.closed = true }
+
+  ok (): void {
+    if (!this.failing) return
+    this.failing = false
+    this.update()
+  }
+
+  failed (err: unknown): void {
+    this.lastError = err
+    if (this.failing) return
+    this.failing = true
+    this.update()
+  }
+
+  private update (): void {
+    if (this.closed) return
+    const up = !this.failing && this.clients.every((c) => c.status === 'ready')
+    if (up === this.state) return
+    this.state = up
+    if (up) {
+      const downMs = this.downSince === undefined ? 0 : Date.now() - this.downSince
+      this.downSince = undefined
+      this.log.info({ downMs }, 'Redis is available')
+    } else {
+      this.downSince = Date.now()
+      this.outages++
+      const err = this.lastError
+      this.log.warn({ error: err instanceof Error ? err.message : err === undefined ? 'connection lost' : String(err) }, 'Redis is unavailable: open sockets are kept, new ones are refused until it is back')
+    }
+    for (const fn of this.listeners) fn(up)
+  }
+}

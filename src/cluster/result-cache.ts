@@ -1,0 +1,111 @@
+import { randomBytes } from 'node:crypto'
+import { BridgeError, ErrorCode } from '../errors.js'
+import type { ResultCache } from '../requests.js'
+import type { RedisHealth } from './health.js'
+import { resultKeys } from './keys.js'
+import type { Notifier, Watch } from './notifier.js'
+import { Script, type RedisClient } from './redis.js'
+
+/** Sets the final value (or removes the marker) only while the caller's marker is there. */
+const FINISH = new Script(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+redis.call('PUBLISH', ARGV[4], '1')
+return 1
+`, 1)
+
+const REFRESH = new Script(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+`, 1)
+
+export interface RedisResultCacheOptions {
+  redis: RedisClient
+  notifier: Notifier
+  health: RedisHealth
+  prefix: string
+  /** How long a result is kept for resends. */
+  ttlMs: number
+  /** How long an in-flight marker outlives its instance; refreshed while the request runs. */
+  runningMs: number
+  /** Longest wait for a request that runs on another instance. */
+  waitMs: number
+}
+
+export function storeDown (): BridgeError {
+  return new BridgeError(ErrorCode.UPSTREAM_UNAVAILABLE, 'the bridge cannot reach its shared store (Redis); resend the request later')
+}
+
+/**
+ * Results in Redis, shared by every instance: the first to see a request id
+ * leaves a "running" marker and calls the upstream; a resend that lands on
+ * any instance meanwhile waits for the result, and one that comes later gets
+ * it from Redis. The marker is refreshed while the call runs, so when an
+ * instance dies mid-call its marker expires and a resend runs the request.
+ * Without Redis, nothing runs: the request fails with UPSTREAM_UNAVAILABLE,
+ * which is not kept, so the client's resend runs it once Redis is back.
+ */
+export class RedisResultCache implements ResultCache {
+  private readonly o: RedisResultCacheOptions
+  private readonly inFlight = new Map<string, Promise<string>>()
+
+  constructor (opts: RedisResultCacheOptions) {
+    this.o = opts
+  }
+
+  async once (key: string, run: () => Promise<string>, keep: (frame: string) => boolean): Promise<string> {
+    const mine = this.inFlight.get(key)
+    if (mine !== undefined) return await mine
+    const p = this.resolve(key, run, keep)
+    this.inFlight.set(key, p)
+    try {
+      return await p
+    } finally {
+      this.inFlight.delete(key)
+    }
+  }
+
+  private async resolve (key: string, run: () => Promise<string>, keep: (frame: string) => boolean): Promise<string> {
+    const k = resultKeys(this.o.prefix, key)
+    const marker = `running:${randomBytes(9).toString('base64url')}`
+    const deadline = Date.now() + this.o.waitMs
+    let watch: Watch | undefined
+    try {
+      while (true) {
+        let seen: string | null
+        try {
+          seen = await this.o.redis.call('SET', k.result, marker, 'PX', this.o.runningMs, 'NX', 'GET') as string | null
+          this.o.health.ok()
+        } catch (err) {
+          this.o.health.failed(err)
+          throw storeDown()
+        }
+        if (seen === null) break
+        if (seen.startsWith('done:')) return seen.slice(5)
+        if (Date.now() > deadline) throw new BridgeError(ErrorCode.UPSTREAM_TIMEOUT, 'the same request is still running on another instance')
+        // Running elsewhere: watch for its end, then look again (the first look only starts the watch).
+        if (watch === undefined) watch = await this.o.notifier.watch(k.notify)
+        else await watch.next(500)
+      }
+    } finally {
+      watch?.close()
+    }
+    const refresh = setInterval(() => {
+      REFRESH.run(this.o.redis, [k.result], [marker, this.o.runningMs]).catch(() => {})
+    }, Math.max(50, Math.floor(this.o.runningMs / 3)))
+    refresh.unref()
+    let frame: string
+    try {
+      frame = await run()
+    } finally {
+      clearInterval(refresh)
+    }
+    try {
+      await FINISH.run(this.o.redis, [k.result], [marker, keep(frame) ? `done:${frame}` : '', this.o.ttlMs, k.notify])
+    } catch (err) {
+      // The answer goes to the socket all the same; a resend after the marker expires would run again.
+      this.o.health.failed(err)
+    }
+    return frame
+  }
+}

@@ -1,0 +1,421 @@
+import type { CursorPosition } from '../cursor.js'
+import type { FeedSource, FeedSourceOptions } from '../local-hub.js'
+import type { PollGate } from '../poll-gate.js'
+import { Poller, type FeedEvent } from '../poller.js'
+import type { ChatApi } from '../upstream/client.js'
+import { eventsBetween } from './catch-up.js'
+import { MAX_SEQ, type FeedStreams, type StreamEntry } from './feed-stream.js'
+import type { RedisHealth } from './health.js'
+import type { FeedKeys } from './keys.js'
+import type { Notifier } from './notifier.js'
+
+/** What the stream sources of one instance share. */
+export interface StreamSourceContext {
+  streams: FeedStreams
+  notifier: Notifier
+  health: RedisHealth
+  /** Unique per process: the first part of every lease token this instance holds. */
+  instance: string
+  api: ChatApi
+  /** Events an owner keeps while Redis cannot take them, before it stops polling. */
+  maxHeld: number
+  backoffBaseMs: number
+  backoffMaxMs: number
+  gate?: PollGate | undefined
+  /** This source took the lease (`true`) or gave it up (`false`). */
+  onOwner: (owns: boolean) => void
+  /** The stream had a gap that the upstream could not fill. */
+  onLost: () => void
+  /** Gives the lease up in the background (stop() cannot wait). */
+  release: (keys: FeedKeys, token: string) => void
+  onStop: () => void
+}
+
+interface Ownership {
+  token: string
+  poller: Poller
+  /** The last event in the stream from this owner: the `prev` of the next; undefined when unknown. */
+  chain: CursorPosition | undefined
+  /** Polled but not yet in the stream (Redis was away or slow), oldest first. */
+  held: FeedEvent[]
+  /** How many of `held` went to this instance's sockets already, straight from the poll. */
+  handed: number
+  flushing: boolean
+}
+
+/** Entries read from Redis at once. */
+const BATCH = 200
+
+const same = (a: CursorPosition | undefined, b: CursorPosition | undefined): boolean =>
+  a === b || (a !== undefined && b !== undefined && a.ts === b.ts && a.hash === b.hash)
+
+const posOf = (e: FeedEvent): CursorPosition => ({ ts: e.ts, hash: e.hash })
+
+/**
+ * A feed's events as this instance sees them in a cluster. Every instance
+ * with sockets for the feed reads the feed's Redis Stream; the one that holds
+ * the feed's lease also polls the upstream and appends what it gets.
+ *
+ * Each stream entry names the event before it, so a reader knows whether an
+ * entry follows what it handed over last. An entry at or before that point
+ * (by upstream time, and by hash within one millisecond) was handed over
+ * already and is skipped; an entry further on that does not follow is a gap
+ * (an owner that started from another point, a stream trimmed past a slow
+ * reader, Redis that lost its data), which is filled from the upstream or,
+ * failing that, makes the feed's sockets resume.
+ */
+export class StreamSource implements FeedSource {
+  readonly keys: FeedKeys
+  private readonly o: FeedSourceOptions
+  private readonly c: StreamSourceContext
+  /** The ID of the last stream entry read. */
+  private lastId = '0-0'
+  /** The last event handed over, and the hashes handed over in its millisecond. */
+  private at: CursorPosition | undefined
+  private boundary = new Set<string>()
+  private startPending: boolean
+  private paused = false
+  private reading = false
+  private again = false
+  private ready = false
+  private initializing = false
+  private acquiring = false
+  private stopped = false
+  private owner: Ownership | undefined
+  private readonly onNotify = (message: string): void => {
+    if (message === 'release') void this.tryAcquire()
+    else if (message === 'fatal') this.o.onFatal()
+    else void this.read()
+  }
+
+  constructor (o: FeedSourceOptions, c: StreamSourceContext, keys: FeedKeys) {
+    this.o = o
+    this.c = c
+    this.keys = keys
+    this.at = o.start
+    if (o.start !== undefined) this.boundary.add(o.start.hash)
+    this.startPending = o.start !== undefined
+  }
+
+  get position (): number | undefined { return this.at?.ts }
+  get isPaused (): boolean { return this.paused }
+  get owns (): boolean { return this.owner !== undefined }
+  get held (): number { return this.owner?.held.length ?? 0 }
+
+  start (): void { void this.initialize() }
+
+  stop (): void {
+    if (this.stopped) return
+    this.stopped = true
+    this.c.onStop()
+    this.c.notifier.unlisten(this.keys.notify, this.onNotify)
+    const own = this.owner
+    if (own !== undefined) {
+      this.disown(own)
+      this.c.release(this.keys, own.token)
+    }
+  }
+
+  pause (): void { this.paused = true }
+
+  resume (): void {
+    if (!this.paused) return
+    this.paused = false
+    void this.read()
+  }
+
+  /** Keeps the lease (or bids for it), and looks for entries a lost notification may have hidden. */
+  async tick (): Promise<void> {
+    if (this.stopped) return
+    if (!this.ready) {
+      await this.initialize()
+      return
+    }
+    if (this.owner !== undefined) await this.keepLease(this.owner)
+    else await this.tryAcquire()
+    await this.read()
+  }
+
+  /** Redis came back: the stream may have been rebuilt, so read again from the last millisecond handed over. */
+  resync (): void {
+    this.lastId = this.at === undefined ? '0-0' : `${Math.max(0, this.at.ts - 1)}-${MAX_SEQ}`
+  }
+
+  private async initialize (): Promise<void> {
+    if (this.initializing || this.ready || this.stopped) return
+    this.initializing = true
+    try {
+      await this.c.notifier.listen(this.keys.notify, this.onNotify)
+      await this.findStart()
+      this.c.health.ok()
+      if (this.stopped) return
+      this.ready = true
+    } catch (err) {
+      this.c.health.failed(err)
+      return
+    } finally {
+      this.initializing = false
+    }
+    await this.tryAcquire()
+    await this.read()
+  }
+
+  /** Where reading begins: after the resume cursor's event, or after the newest event. */
+  private async findStart (): Promise<void> {
+    const start = this.o.start
+    if (start === undefined) {
+      const last = await this.c.streams.last(this.keys)
+      if (last !== undefined) {
+        this.lastId = last.id
+        this.at = posOf(last)
+        this.boundary = new Set([last.hash])
+      }
+      return
+    }
+    const found = await this.c.streams.find(this.keys, start)
+    if (found !== undefined) {
+      this.lastId = found.entry.id
+      this.boundary = new Set(found.sameMs.map((e) => e.hash))
+      this.settleStart({ resumed: true })
+      return
+    }
+    // Not in Redis: the stream is read from its start, skipping what the cursor covers and filling a gap from the upstream.
+    this.lastId = '0-0'
+    if (await this.c.streams.last(this.keys) !== undefined) return
+    // Nothing in Redis at all: ask the upstream what came after the cursor, as a bridge on its own would.
+    const read = await eventsBetween(this.c.api, this.o.key, start, undefined)
+    if (typeof read === 'string') {
+      this.at = undefined
+      this.boundary = new Set()
+      this.settleStart({ resumed: false, gap: read })
+      return
+    }
+    this.handOver(read)
+    this.settleStart({ resumed: true })
+  }
+
+  private settleStart (outcome: { resumed: boolean, gap?: string }): void {
+    if (!this.startPending) return
+    this.startPending = false
+    this.o.onStart(outcome)
+  }
+
+  private async read (): Promise<void> {
+    if (!this.ready || this.stopped) return
+    if (this.reading) {
+      this.again = true
+      return
+    }
+    this.reading = true
+    try {
+      do {
+        this.again = false
+        while (!this.paused && !this.stopped) {
+          const entries = await this.c.streams.after(this.keys, this.lastId, BATCH)
+          this.c.health.ok()
+          if (this.stopped || !await this.takeAll(entries)) return
+          if (entries.length < BATCH) break
+        }
+      } while (this.again && !this.paused && !this.stopped)
+    } catch (err) {
+      this.c.health.failed(err)
+      this.resync()
+    } finally {
+      this.reading = false
+    }
+  }
+
+  /** Hands over the entries that follow; false when the feed has ended. */
+  private async takeAll (entries: StreamEntry[]): Promise<boolean> {
+    let out: FeedEvent[] = []
+    for (const e of entries) {
+      const at = this.at
+      if (at === undefined || same(e.prev, at)) {
+        out.push(e)
+        this.advance(e)
+        this.settleStart({ resumed: true })
+      } else if (e.ts > at.ts || (e.ts === at.ts && !this.boundary.has(e.hash))) {
+        this.handOver(out)
+        out = []
+        const read = await eventsBetween(this.c.api, this.o.key, at, e)
+        if (this.stopped) return false
+        if (typeof read !== 'string') {
+          this.handOver(read)
+          this.settleStart({ resumed: true })
+        } else if (this.startPending) {
+          // The resume fails; the socket goes on from here and is told of the gap.
+          this.settleStart({ resumed: false, gap: read })
+          this.handOver([e])
+        } else {
+          this.c.onLost()
+          this.o.onGap(read)
+          return false
+        }
+      }
+      this.lastId = e.id
+    }
+    this.handOver(out)
+    return true
+  }
+
+  private advance (e: FeedEvent): void {
+    if (this.at === undefined || e.ts !== this.at.ts) this.boundary = new Set()
+    this.at = posOf(e)
+    this.boundary.add(e.hash)
+  }
+
+  /** Hands events over (already advanced past, or advanced here). */
+  private handOver (events: FeedEvent[]): void {
+    if (events.length === 0) return
+    if (!same(this.at, posOf(events.at(-1) as FeedEvent))) for (const e of events) this.advance(e)
+    this.o.onEvents(events.map(posAndJson))
+  }
+
+  private async tryAcquire (): Promise<void> {
+    if (!this.ready || this.stopped || this.acquiring || this.owner !== undefined) return
+    this.acquiring = true
+    try {
+      const got = await this.c.streams.acquire(this.keys, this.c.instance)
+      this.c.health.ok()
+      if (got === undefined) return
+      if (this.stopped) {
+        this.c.release(this.keys, got.token)
+        return
+      }
+      this.own(got.token, got.last === undefined ? this.at : posOf(got.last))
+    } catch (err) {
+      this.c.health.failed(err)
+    } finally {
+      this.acquiring = false
+    }
+  }
+
+  private async keepLease (own: Ownership): Promise<void> {
+    try {
+      const state = await this.c.streams.renew(this.keys, own.token)
+      this.c.health.ok()
+      if (this.owner !== own) return
+      if (state === 'taken') {
+        this.disown(own)
+        return
+      }
+      if (state === 'vacant') {
+        // The lease lapsed (Redis was away past it, or lost its data) and nobody took it: take it back.
+        const got = await this.c.streams.acquire(this.keys, this.c.instance)
+        if (this.owner !== own) return
+        if (got === undefined) {
+          this.disown(own)
+          return
+        }
+        if (got.last !== undefined && !same(posOf(got.last), own.chain)) {
+          // Another owner wrote meanwhile: start over from the stream.
+          this.disown(own)
+          if (this.stopped) this.c.release(this.keys, got.token)
+          else this.own(got.token, posOf(got.last))
+          return
+        }
+        own.token = got.token
+      }
+      if (own.held.length > 0) await this.flush(own)
+    } catch (err) {
+      this.c.health.failed(err)
+    }
+  }
+
+  private own (token: string, start: CursorPosition | undefined): void {
+    const own: Ownership = { token, chain: start, held: [], handed: 0, flushing: false, poller: undefined as unknown as Poller }
+    const key = this.o.key
+    own.poller = new Poller({
+      fetch: async (ts, signal) => await this.c.api.events({ clientId: key.clientId, cid: key.cid, all: key.all, ts }, signal),
+      onEvents: (events) => { this.polled(own, events) },
+      onFatal: () => { this.fatal() },
+      // The stream's last event is no longer upstream: what comes next does not follow it.
+      onStart: (outcome) => { if (!outcome.resumed) own.chain = undefined },
+      log: this.o.log,
+      backoffBaseMs: this.c.backoffBaseMs,
+      backoffMaxMs: this.c.backoffMaxMs,
+      start,
+      gate: this.c.gate
+    })
+    this.owner = own
+    this.c.onOwner(true)
+    own.poller.start()
+  }
+
+  private disown (own: Ownership): void {
+    own.poller.stop()
+    if (this.owner !== own) return
+    this.owner = undefined
+    this.c.onOwner(false)
+  }
+
+  private polled (own: Ownership, events: FeedEvent[]): void {
+    if (this.owner !== own) return
+    own.held.push(...events)
+    // One answer at a time: the next poll waits until this one is in the stream.
+    own.poller.pause()
+    void this.flush(own)
+  }
+
+  /** Publishes what the owner holds, fenced by its lease token. */
+  private async flush (own: Ownership): Promise<void> {
+    if (own.flushing) return
+    own.flushing = true
+    try {
+      while (this.owner === own && own.held.length > 0) {
+        if (!this.c.health.up) {
+          this.direct(own)
+          return
+        }
+        const batch = own.held.slice(0, BATCH)
+        let id: string | undefined
+        try {
+          id = await this.c.streams.publish(this.keys, own.token, own.chain, batch)
+          this.c.health.ok()
+        } catch (err) {
+          this.c.health.failed(err)
+          this.direct(own)
+          return
+        }
+        if (this.owner !== own) return
+        if (id === undefined) {
+          // Fenced out: another instance holds the lease, or it lapsed. The next tick settles which.
+          own.poller.pause()
+          return
+        }
+        own.chain = posOf(batch.at(-1) as FeedEvent)
+        own.held.splice(0, batch.length)
+        own.handed = Math.max(0, own.handed - batch.length)
+      }
+      if (this.owner === own) own.poller.resume()
+    } finally {
+      own.flushing = false
+    }
+  }
+
+  /**
+   * Redis cannot take the events now: this instance's sockets get them
+   * straight from the poll, if they have had everything published before;
+   * the events stay held for the stream, and polling goes on while the
+   * held events fit in the bound.
+   */
+  private direct (own: Ownership): void {
+    const caughtUp = own.handed > 0 || same(this.at, own.chain)
+    if (caughtUp && !this.paused && own.handed < own.held.length) {
+      this.handOver(own.held.slice(own.handed))
+      own.handed = own.held.length
+    }
+    if (own.held.length < this.c.maxHeld) own.poller.resume()
+    else own.poller.pause()
+  }
+
+  private fatal (): void {
+    this.c.streams.announce(this.keys, 'fatal').catch(() => {})
+    this.o.onFatal()
+  }
+}
+
+/** Only what the hub reads of an event: a stream entry carries more. */
+function posAndJson (e: FeedEvent): FeedEvent {
+  return { ts: e.ts, hash: e.hash, json: e.json }
+}
