@@ -1,0 +1,61 @@
+import t from 'tap'
+import { startEmulator } from '../src/emulator/index.js'
+import { TOKEN, until } from './fixtures/bridge.js'
+import { redisSkip, roundRobin, SHARED_REDIS, startInstance, uniquePrefix, Visitor, type Instance } from './fixtures/cluster.js'
+
+t.test('a rolling restart of every instance while events flow: clients resume, nothing lost or doubled', { skip: redisSkip() }, async (t) => {
+  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
+  t.teardown(async () => { await emulator.close() })
+  const env = { upstream: emulator.url, redisUrl: SHARED_REDIS, prefix: uniquePrefix(t, SHARED_REDIS) }
+  const instances: Instance[] = await Promise.all([0, 1, 2].map(async () => await startInstance(t, env)))
+  const pick = roundRobin(instances)
+
+  // Two visitors with two tabs each, spread over the instances.
+  const visitors: Visitor[] = []
+  t.teardown(() => { for (const v of visitors) v.stop() })
+  const clients: string[] = []
+  for (let c = 0; c < 2; c++) {
+    const first = new Visitor('tab-a', pick)
+    await first.connect()
+    visitors.push(first)
+    const auth = { ticket: first.ticket as string, clientId: first.clientId as string }
+    clients.push(auth.clientId)
+    for (const cid of ['tab-a', 'tab-b', 'tab-b']) {
+      const v = new Visitor(cid, pick, auth)
+      await v.connect()
+      visitors.push(v)
+    }
+  }
+  for (const id of clients) {
+    await until(() => emulator.activePolls(TOKEN, id, 'tab-a') === 1 && emulator.activePolls(TOKEN, id, 'tab-b') === 1, 10_000, 'the upstream polls')
+  }
+
+  const texts: string[] = []
+  let producing = true
+  const producer = (async () => {
+    for (let i = 0; producing; i++) {
+      const text = `roll-${i}`
+      texts.push(text)
+      for (const id of clients) emulator.agentReply(TOKEN, id, text)
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+  })()
+
+  // Replace each instance in turn: the new one is ready before the old one drains.
+  for (const old of [...instances]) {
+    instances.push(await startInstance(t, env))
+    t.equal(await old.terminate(), 0, `${old.name} drained and exited 0`)
+  }
+  producing = false
+  await producer
+
+  await Promise.all(visitors.map(async (v) => { await v.sees(texts, 30_000) }))
+  let moved = 0
+  for (const [i, v] of visitors.entries()) {
+    moved += v.reconnects
+    t.same(v.tally(texts), { lost: 0, doubled: 0 }, `socket ${i}: all ${texts.length} events once`)
+    t.same(v.gaps, [], `socket ${i}: every resume continued`)
+  }
+  t.ok(moved >= visitors.length, `every socket moved at least once (${moved} reconnects)`)
+  t.comment(`upstream polls at once per connection, at most: ${clients.flatMap((id) => ['tab-a', 'tab-b'].map((cid) => emulator.maxActivePolls(TOKEN, id, cid))).join(', ')}`)
+})
