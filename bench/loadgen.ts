@@ -1,0 +1,344 @@
+/**
+ * The load generator: a child process the harness drives over IPC. It plays
+ * the clients, either WebSocket clients of the bridge (or of the bare ws
+ * server) or front ends long-polling the emulator directly, publishes events
+ * through the emulator's operator route, sends requests, and measures what
+ * the clients see. Publisher and receivers share this process's clock, so an
+ * event's latency is exact: the time in its body against the time it lands.
+ */
+import type { Socket } from 'node:net'
+import { Client, Pool, buildConnector, type Dispatcher } from 'undici'
+import WebSocket from 'ws'
+
+export type Command =
+  | { cmd: 'connect', url: string, clients: number, tabs: number, shareCid: boolean }
+  | { cmd: 'poll', origin: string, token: string, clients: number, tabs: number }
+  | { cmd: 'publish', origin: string, token: string, rate: number, seconds: number, concurrency: number, bodyBytes?: number }
+  | { cmd: 'requests', mode: 'ws' | 'direct', origin?: string, token?: string, rate: number, seconds: number, concurrency: number }
+  | { cmd: 'measure' }
+  | { cmd: 'collect' }
+  | { cmd: 'stopPolls' }
+  | { cmd: 'disconnect' }
+  | { cmd: 'sample' }
+
+export interface Collected {
+  /** The last frame a socket received, as text. */
+  lastFrame: string
+  latencies: number[]
+  roundTrips: number[]
+  frames: number
+  events: number
+  results: number
+  bytes: number
+  seconds: number
+  errors: number
+}
+
+const now = (): number => performance.timeOrigin + performance.now()
+
+/** One addressable target of a publish: what the upstream calls a client. */
+interface Target { clientId: string }
+
+interface WsClient { ws: WebSocket, clientId: string, cid: string, pending: Map<string, number> }
+
+interface Poller { clientId: string, cid: string, client: Client, socket: Socket | undefined }
+
+class LoadGen {
+  private sockets: WsClient[] = []
+  private pollers: Poller[] = []
+  private targets: Target[] = []
+  private polling = false
+  private parse = true
+  private latencies: number[] = []
+  private roundTrips: number[] = []
+  private frames = 0
+  private events = 0
+  private results = 0
+  private errors = 0
+  private since = now()
+  private bytesAtStart = 0
+  private nextId = 0
+  private lastFrame: Buffer | undefined
+
+  async handle (c: Command): Promise<unknown> {
+    switch (c.cmd) {
+      case 'connect': return await this.connect(c.url, c.clients, c.tabs, c.shareCid)
+      case 'poll': return await this.poll(c.origin, c.token, c.clients, c.tabs)
+      case 'publish': return await this.publish(c)
+      case 'requests': return await this.requests(c)
+      case 'measure': return this.measure()
+      case 'collect': return this.collect()
+      case 'sample': return this.sample()
+      case 'stopPolls': return await this.stopPolls()
+      case 'disconnect': return await this.disconnect()
+    }
+  }
+
+  /** `clients` clients with `tabs` sockets each; tabs of a client share its cid when shareCid. */
+  private async connect (url: string, clients: number, tabs: number, shareCid: boolean): Promise<{ sockets: number, targets: number }> {
+    let i = 0
+    const one = async (): Promise<void> => {
+      while (i < clients) {
+        i++
+        const first = await this.open(url, {})
+        this.targets.push({ clientId: first.clientId })
+        for (let t = 1; t < tabs; t++) await this.open(url, { auth: first.ticket, ...(shareCid ? { cid: first.cid } : {}) })
+      }
+    }
+    await Promise.all(Array.from({ length: 64 }, one))
+    return { sockets: this.sockets.length, targets: this.targets.length }
+  }
+
+  private async open (url: string, hello: Record<string, unknown>): Promise<{ clientId: string, cid: string, ticket: string }> {
+    const ws = new WebSocket(url, 'chatapi-bridge.v1', { perMessageDeflate: false })
+    const welcome = await new Promise<Record<string, string>>((resolve, reject) => {
+      ws.once('error', reject)
+      ws.once('open', () => { ws.send(JSON.stringify({ type: 'hello', ...hello })) })
+      ws.once('message', (data) => {
+        const f = JSON.parse(String(data)) as Record<string, string>
+        if (f.type === 'welcome') resolve(f)
+        else reject(new Error(`expected welcome, got ${String(data).slice(0, 200)}`))
+      })
+    })
+    const client: WsClient = { ws, clientId: welcome.clientId as string, cid: welcome.cid as string, pending: new Map() }
+    ws.on('error', () => { this.errors++ })
+    ws.on('message', (data) => { this.onFrame(client, data as Buffer) })
+    this.sockets.push(client)
+    return { clientId: client.clientId, cid: client.cid, ticket: welcome.ticket as string }
+  }
+
+  private onFrame (client: WsClient, data: Buffer): void {
+    this.frames++
+    this.lastFrame = data
+    if (!this.parse) return
+    const f = JSON.parse(data.toString()) as { type: string, id?: string, event?: { event?: { sentAt?: number } } }
+    if (f.type === 'event') {
+      this.events++
+      const sentAt = f.event?.event?.sentAt
+      if (typeof sentAt === 'number') this.latencies.push(now() - sentAt)
+    } else if (f.type === 'result' && f.id !== undefined) {
+      const started = client.pending.get(f.id)
+      if (started !== undefined) {
+        client.pending.delete(f.id)
+        this.results++
+        this.roundTrips.push(now() - started)
+      }
+    }
+  }
+
+  /** Front ends without the bridge: one long poll per tab, each over its own HTTP/1.1 connection. */
+  private async poll (origin: string, token: string, clients: number, tabs: number): Promise<{ pollers: number }> {
+    this.polling = true
+    for (let c = 0; c < clients; c++) {
+      const clientId = `direct-${process.pid}-${c}`
+      this.targets.push({ clientId })
+      for (let t = 0; t < tabs; t++) {
+        const poller: Poller = { clientId, cid: `tab-${t}`, client: undefined as unknown as Client, socket: undefined }
+        const connect = buildConnector({})
+        poller.client = new Client(origin, {
+          keepAliveTimeout: 120_000,
+          headersTimeout: 120_000,
+          bodyTimeout: 120_000,
+          connect: (opts, cb) => connect(opts, (err, socket) => {
+            if (err === null) poller.socket = socket as Socket
+            if (err !== null) cb(err, null)
+            else cb(null, socket)
+          })
+        })
+        this.pollers.push(poller)
+        void this.pollLoop(poller, token)
+      }
+    }
+    return { pollers: this.pollers.length }
+  }
+
+  private async pollLoop (p: Poller, token: string): Promise<void> {
+    const path = `/chatapi/${token}/events?clientId=${encodeURIComponent(p.clientId)}&cid=${encodeURIComponent(p.cid)}&all=true`
+    while (this.polling) {
+      try {
+        const res = await p.client.request({ method: 'GET', path })
+        const text = await res.body.text()
+        if (res.statusCode !== 200) { this.errors++; continue }
+        this.frames++
+        if (!this.parse) continue
+        const body = JSON.parse(text) as { events: Array<{ event?: { sentAt?: number } }> }
+        const at = now()
+        for (const e of body.events) {
+          this.events++
+          const sentAt = e.event?.sentAt
+          if (typeof sentAt === 'number') this.latencies.push(at - sentAt)
+        }
+      } catch {
+        if (!this.polling) return
+        this.errors++
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
+  }
+
+  /**
+   * Publishes events to random targets through the emulator's operator
+   * route: at `rate` per second (open loop), or as fast as `concurrency`
+   * requests in flight allow when rate is 0.
+   */
+  private async publish (c: Extract<Command, { cmd: 'publish' }>): Promise<{ published: number, seconds: number }> {
+    const pool = new Pool(c.origin, { connections: c.concurrency, pipelining: 1 })
+    const pad = c.bodyBytes === undefined ? undefined : 'x'.repeat(c.bodyBytes)
+    let published = 0
+    const started = now()
+    const end = started + c.seconds * 1000
+    const one = async (): Promise<void> => {
+      const target = this.targets[Math.floor(Math.random() * this.targets.length)] as Target
+      const body = JSON.stringify({ clientId: target.clientId, type: 'benchEvent', body: pad === undefined ? { sentAt: now() } : { sentAt: now(), pad } })
+      try {
+        const res = await pool.request({ method: 'POST', path: `/operator/${c.token}/publish`, headers: { 'content-type': 'application/json' }, body })
+        await res.body.dump()
+        if (res.statusCode === 200) published++
+        else this.errors++
+      } catch {
+        this.errors++
+      }
+    }
+    await paced(c.rate, c.concurrency, end, one)
+    await pool.close()
+    return { published, seconds: (now() - started) / 1000 }
+  }
+
+  /** Request round trips: `send` over the sockets, or a direct POST to the emulator. */
+  private async requests (c: Extract<Command, { cmd: 'requests' }>): Promise<{ sent: number, seconds: number }> {
+    let sent = 0
+    const started = now()
+    const end = started + c.seconds * 1000
+    let pool: Dispatcher | undefined
+    if (c.mode === 'direct') pool = new Pool(c.origin as string, { connections: c.concurrency, pipelining: 1 })
+    let turn = 0
+    const one = async (): Promise<void> => {
+      sent++
+      if (c.mode === 'ws') {
+        // Round robin over the sockets, so that no client's lane of sends is busy with an earlier one.
+        const client = this.sockets[turn++ % this.sockets.length] as WsClient
+        const id = String(++this.nextId)
+        await new Promise<void>((resolve) => {
+          client.pending.set(id, now())
+          const check = (): void => { if (!client.pending.has(id)) { client.ws.off('message', check); resolve() } }
+          client.ws.on('message', check)
+          client.ws.send(`{"type":"send","id":"${id}","query":"hi"}`)
+        })
+        return
+      }
+      const target = this.targets[turn++ % this.targets.length] as Target
+      const t0 = now()
+      try {
+        const res = await (pool as Dispatcher).request({
+          method: 'POST',
+          path: `/chatapi/${c.token as string}`,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ clientId: target.clientId, query: 'hi' })
+        })
+        await res.body.text()
+        this.results++
+        this.roundTrips.push(now() - t0)
+      } catch {
+        this.errors++
+      }
+    }
+    await paced(c.rate, c.concurrency, end, one)
+    await pool?.close()
+    return { sent, seconds: (now() - started) / 1000 }
+  }
+
+  /** Starts a measurement window: samples and counters from zero. */
+  private measure (): { ok: true } {
+    this.latencies = []
+    this.roundTrips = []
+    this.frames = 0
+    this.events = 0
+    this.results = 0
+    this.errors = 0
+    this.since = now()
+    this.bytesAtStart = this.wireBytes()
+    return { ok: true }
+  }
+
+  private collect (): Collected {
+    return {
+      lastFrame: this.lastFrame?.toString() ?? '',
+      latencies: this.latencies,
+      roundTrips: this.roundTrips,
+      frames: this.frames,
+      events: this.events,
+      results: this.results,
+      bytes: this.wireBytes() - this.bytesAtStart,
+      seconds: (now() - this.since) / 1000,
+      errors: this.errors
+    }
+  }
+
+  /** Counters only, without the samples (cheap, for progress). */
+  private sample (): { frames: number, events: number, sockets: number, pollers: number } {
+    return { frames: this.frames, events: this.events, sockets: this.sockets.length, pollers: this.pollers.length }
+  }
+
+  /** Bytes read and written on every client socket: what the clients' wire carried. */
+  private wireBytes (): number {
+    let n = 0
+    for (const s of this.sockets) {
+      const raw = (s.ws as unknown as { _socket?: Socket })._socket
+      if (raw !== undefined) n += raw.bytesRead + raw.bytesWritten
+    }
+    for (const p of this.pollers) if (p.socket !== undefined) n += p.socket.bytesRead + p.socket.bytesWritten
+    return n
+  }
+
+  private async stopPolls (): Promise<{ ok: true }> {
+    this.polling = false
+    await Promise.all(this.pollers.map(async (p) => { await p.client.destroy() }))
+    this.pollers = []
+    this.targets = []
+    return { ok: true }
+  }
+
+  private async disconnect (): Promise<{ ok: true }> {
+    for (const s of this.sockets) s.ws.terminate()
+    this.sockets = []
+    this.targets = []
+    return { ok: true }
+  }
+
+  /** Frames are parsed (for latencies) unless only counted; set by the harness through the environment of a phase. */
+  setParse (on: boolean): void { this.parse = on }
+}
+
+/** Runs `one` until `end`: at `rate` starts per second with at most `concurrency` in flight, or back to back when rate is 0. */
+async function paced (rate: number, concurrency: number, end: number, one: () => Promise<void>): Promise<void> {
+  if (rate <= 0) {
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (now() < end) await one()
+    }))
+    return
+  }
+  const inFlight = new Set<Promise<void>>()
+  const started = now()
+  let issued = 0
+  while (now() < end) {
+    const due = Math.floor(((now() - started) / 1000) * rate)
+    while (issued < due && inFlight.size < concurrency) {
+      issued++
+      const p = one().finally(() => inFlight.delete(p))
+      inFlight.add(p)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+  await Promise.all(inFlight)
+}
+
+const gen = new LoadGen()
+process.on('message', (msg: { id: number, command: Command & { parse?: boolean } }) => {
+  if (msg.command.parse !== undefined) gen.setParse(msg.command.parse)
+  gen.handle(msg.command).then(
+    (result) => { process.send?.({ id: msg.id, result }) },
+    (err: unknown) => { process.send?.({ id: msg.id, error: err instanceof Error ? err.stack ?? err.message : String(err) }) }
+  )
+})
+process.on('disconnect', () => { process.exit(0) })
+process.send?.({ ready: true })

@@ -1,0 +1,132 @@
+/** Child processes of the harness: start, talk to over IPC, read their CPU and memory, stop. */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+
+const TICKS_PER_S = 100
+
+export interface Proc {
+  name: string
+  child: ChildProcess
+  pid: number
+  /** Sends a command over IPC and resolves with the answer. */
+  call: <T = unknown>(command: object) => Promise<T>
+  stop: () => Promise<void>
+}
+
+/**
+ * Starts `node script` with the soft file limit raised to the hard one (a
+ * bash `ulimit` before exec: the harness raises it for its children, the
+ * bridge does not raise its own). stdout is dropped unless `log` is set;
+ * stderr goes to the harness's.
+ */
+export function startNode (name: string, script: string, env: Record<string, string>, opts: { ipc?: boolean, nodeArgs?: string[] } = {}): Proc {
+  const args = [...(opts.nodeArgs ?? []), script].map((a) => `'${a}'`).join(' ')
+  const child = spawn('bash', ['-c', `ulimit -n "$(ulimit -Hn)" && exec node ${args}`], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit', ...(opts.ipc === true ? ['ipc' as const] : [])]
+  })
+  let next = 0
+  const waiting = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
+  child.on('message', (msg: { id?: number, result?: unknown, error?: string }) => {
+    if (msg.id === undefined) return
+    const w = waiting.get(msg.id)
+    waiting.delete(msg.id)
+    if (msg.error !== undefined) w?.reject(new Error(`${name}: ${msg.error}`))
+    else w?.resolve(msg.result)
+  })
+  const exited = new Promise<void>((resolve) => { child.once('exit', () => { resolve() }) })
+  child.once('exit', (code, signal) => {
+    for (const w of waiting.values()) w.reject(new Error(`${name} exited (${String(code ?? signal)})`))
+    waiting.clear()
+  })
+  return {
+    name,
+    child,
+    pid: child.pid as number,
+    call: async <T>(command: object): Promise<T> => await new Promise<T>((resolve, reject) => {
+      const id = ++next
+      waiting.set(id, { resolve: resolve as (v: unknown) => void, reject })
+      child.send({ id, command })
+    }),
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => { child.kill('SIGKILL') }, 5000)
+      await exited
+      clearTimeout(timer)
+    }
+  }
+}
+
+/** Resolves with the first message of an IPC child that carries `ready`. */
+export async function ready<T = { ready: true }> (p: Proc, timeoutMs = 20_000): Promise<T> {
+  return await new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`${p.name} did not get ready`)) }, timeoutMs)
+    p.child.on('message', (msg: { ready?: boolean }) => {
+      if (msg.ready === true) { clearTimeout(timer); resolve(msg as T) }
+    })
+    p.child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${p.name} exited with ${String(code)} before it was ready`)) })
+  })
+}
+
+/** Polls `url` until it answers 2xx. */
+export async function waitHttp (url: string, timeoutMs = 20_000): Promise<void> {
+  const started = Date.now()
+  while (Date.now() - started < timeoutMs) {
+    try {
+      const res = await fetch(url)
+      await res.arrayBuffer()
+      if (res.ok) return
+    } catch {}
+    await sleep(50)
+  }
+  throw new Error(`${url} did not answer`)
+}
+
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => { resolve(port) })
+    })
+  })
+}
+
+export interface Usage { rssBytes: number, cpuSeconds: number }
+
+/** Resident memory and CPU time used so far, from /proc. */
+export function usage (pid: number): Usage {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const rss = /VmRSS:\s+(\d+) kB/.exec(status)
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ticks = Number(fields[11]) + Number(fields[12])
+  return { rssBytes: Number(rss?.[1] ?? 0) * 1024, cpuSeconds: ticks / TICKS_PER_S }
+}
+
+/** CPU time used by `pid` while `fn` runs, as a share of one core, with the wall time. */
+export async function cpuDuring<T> (pids: number[], fn: () => Promise<T>): Promise<{ result: T, cpu: number[], seconds: number }> {
+  const before = pids.map((p) => usage(p).cpuSeconds)
+  const started = performance.now()
+  const result = await fn()
+  const seconds = (performance.now() - started) / 1000
+  const cpu = pids.map((p, i) => (usage(p).cpuSeconds - (before[i] as number)) / seconds)
+  return { result, cpu, seconds }
+}
+
+export async function sleep (ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Resolves when `check` holds, checking every `everyMs`. */
+export async function until (check: () => Promise<boolean> | boolean, timeoutMs: number, what: string, everyMs = 100): Promise<void> {
+  const started = Date.now()
+  while (!(await check())) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`)
+    await sleep(everyMs)
+  }
+}

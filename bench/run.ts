@@ -1,0 +1,441 @@
+/**
+ * `npm run bench`: starts the emulator, the bridge, the bare ws server and
+ * the load generator as separate processes, runs each scenario against its
+ * baseline in the same run, prints a table and writes every figure to
+ * bench/results/. See bench/README.md for what each figure means.
+ *
+ *   npm run bench                 quick sizes (under two minutes)
+ *   npm run bench -- --full       the sizes of the issue (100/1,000/5,000 and 1,000/5,000/10,000)
+ *   npm run bench -- --only=latency,memory   some scenarios only
+ *   npm run bench -- --upstream=h1           the bridge polls over HTTP/1.1 instead of h2c
+ */
+import { cpus, totalmem, release, loadavg } from 'node:os'
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { freePort, ready, sleep, startNode, until, usage, waitHttp, type Proc } from './procs.js'
+import { fmt, ratio, summarize, table, type Summary } from './stats.js'
+import type { Collected } from './loadgen.js'
+
+const root = fileURLToPath(new URL('../../../', import.meta.url))
+const here = fileURLToPath(new URL('./', import.meta.url))
+const TOKEN = 'bench-token'
+
+const args = new Map(process.argv.slice(2).map((a) => {
+  const [k, v] = a.replace(/^--/, '').split('=')
+  return [k as string, v ?? 'true']
+}))
+const full = args.get('full') === 'true'
+const only = args.get('only')?.split(',')
+const upstream = args.get('upstream') === 'h1' ? 'h1' : 'h2c'
+
+const settings = {
+  mode: full ? 'full' : 'quick',
+  upstream,
+  latencySizes: full ? [100, 1000, 5000] : [100, 1000],
+  memorySizes: full ? [1000, 5000, 10_000] : [1000, 5000],
+  /** Events per second published during a latency window, spread over the clients at random. */
+  latencyRate: 200,
+  latencySeconds: full ? 10 : 4,
+  /** Requests per second during a round-trip window. */
+  requestRate: 100,
+  requestSeconds: full ? 8 : 3,
+  throughputClients: 100,
+  throughputTabs: 10,
+  throughputSeconds: full ? 10 : 4,
+  throughputConcurrency: 64,
+  upstreamClients: 100,
+  upstreamTabs: 3,
+  upstreamSeconds: full ? 60 : 12,
+  upstreamHoldMs: full ? 25_000 : 3000,
+  /** Each client gets an event this often on average in the upstream-load scenario. */
+  upstreamEventEveryS: 10,
+  holdMs: 25_000
+}
+
+interface Row { figure: string, size: string, bridge: string, baseline: string, ratio: string, target: string }
+const rows: Row[] = []
+const figures: Record<string, unknown> = {}
+
+function log (msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`)
+}
+
+// ---------------------------------------------------------------- processes
+
+async function emulator (holdMs = settings.holdMs): Promise<Proc & { origin: string }> {
+  const port = await freePort()
+  const p = startNode('emulator', `${root}dist/emulator/main.js`, {
+    EMULATOR_PORT: String(port),
+    EMULATOR_HOST: '127.0.0.1',
+    EMULATOR_TOKENS: TOKEN,
+    EMULATOR_HOLD_MS: String(holdMs),
+    EMULATOR_HTTP2: 'true',
+    EMULATOR_LOG_LEVEL: 'warn'
+  })
+  const origin = `http://127.0.0.1:${port}`
+  await waitHttp(`${origin}/operator/stats`)
+  return Object.assign(p, { origin })
+}
+
+async function bridge (emu: { origin: string }, env: Record<string, string> = {}): Promise<Proc & { ws: string }> {
+  const port = await freePort()
+  const p = startNode('bridge', `${root}dist/server.js`, {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    UPSTREAM_URL: `${emu.origin}/chatapi`,
+    CHATAPI_TOKEN: TOKEN,
+    TICKET_SECRET: 'bench-ticket-secret-0123456789',
+    LOG_LEVEL: 'warn',
+    UPSTREAM_HTTP2: upstream === 'h2c' ? 'h2c' : 'off',
+    UPSTREAM_POLL_CONNECTIONS: upstream === 'h2c' ? '4000' : '12000',
+    POLL_STARTS_PER_S: '100000',
+    RATE_LIMIT_PER_S: '100000',
+    RATE_LIMIT_BURST: '100000',
+    ...env
+  })
+  await waitHttp(`http://127.0.0.1:${port}/healthz`)
+  return Object.assign(p, { ws: `ws://127.0.0.1:${port}/v1/ws` })
+}
+
+async function loadgen (): Promise<Proc> {
+  const p = startNode('loadgen', `${here}loadgen.js`, {}, { ipc: true })
+  await ready(p)
+  return p
+}
+
+async function bareWs (): Promise<Proc & { ws: string }> {
+  const p = startNode('bare-ws', `${here}bare-ws.js`, { PORT: '0' }, { ipc: true })
+  const { port } = await ready<{ port: number }>(p)
+  return Object.assign(p, { ws: `ws://127.0.0.1:${port}/` })
+}
+
+async function stats (emu: { origin: string }): Promise<{ activePolls: number, requests: Record<string, number> }> {
+  return await (await fetch(`${emu.origin}/operator/stats`)).json() as { activePolls: number, requests: Record<string, number> }
+}
+
+async function connections (emu: { origin: string }): Promise<{ open: number, accepted: number, http2Sessions: number }> {
+  return await (await fetch(`${emu.origin}/operator/connections`)).json() as { open: number, accepted: number, http2Sessions: number }
+}
+
+async function heldPolls (emu: { origin: string }, n: number, timeoutMs = 120_000): Promise<void> {
+  await until(async () => (await stats(emu)).activePolls >= n, timeoutMs, `${n} held polls`, 200)
+}
+
+async function stopAll (...ps: Array<Proc | undefined>): Promise<void> {
+  await Promise.all(ps.map(async (p) => { await p?.stop() }))
+}
+
+async function cpuOf<T> (ps: Proc[], fn: () => Promise<T>): Promise<{ result: T, cpu: Record<string, number>, seconds: number }> {
+  const before = ps.map((p) => usage(p.pid).cpuSeconds)
+  const started = performance.now()
+  const result = await fn()
+  const seconds = (performance.now() - started) / 1000
+  const cpu: Record<string, number> = {}
+  ps.forEach((p, i) => { cpu[p.name] = (usage(p.pid).cpuSeconds - (before[i] as number)) / seconds })
+  return { result, cpu, seconds }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+/** Publishes at the latency rate, then collects what the clients saw. */
+async function latencyWindow (gen: Proc, emu: { origin: string }): Promise<Collected> {
+  await gen.call({ cmd: 'measure', parse: true })
+  await gen.call({ cmd: 'publish', origin: emu.origin, token: TOKEN, rate: settings.latencyRate, seconds: settings.latencySeconds, concurrency: 64 })
+  await sleep(500)
+  return await gen.call<Collected>({ cmd: 'collect' })
+}
+
+async function roundTripWindow (gen: Proc, mode: 'ws' | 'direct', emu: { origin: string }): Promise<Collected> {
+  await gen.call({ cmd: 'measure', parse: true })
+  await gen.call({ cmd: 'requests', mode, origin: emu.origin, token: TOKEN, rate: settings.requestRate, seconds: settings.requestSeconds, concurrency: 64 })
+  return await gen.call<Collected>({ cmd: 'collect' })
+}
+
+interface SideFigures { latency: Summary, roundTrip: Summary, bytesPerEvent: number, events: number, errors: number }
+
+async function latencyDirect (size: number): Promise<SideFigures> {
+  const emu = await emulator()
+  const gen = await loadgen()
+  try {
+    await gen.call({ cmd: 'poll', origin: emu.origin, token: TOKEN, clients: size, tabs: 1 })
+    await heldPolls(emu, size)
+    const lat = await latencyWindow(gen, emu)
+    const rtt = await roundTripWindow(gen, 'direct', emu)
+    await gen.call({ cmd: 'stopPolls' })
+    return { latency: summarize(lat.latencies), roundTrip: summarize(rtt.roundTrips), bytesPerEvent: lat.bytes / lat.events, events: lat.events, errors: lat.errors + rtt.errors }
+  } finally {
+    await stopAll(gen, emu)
+  }
+}
+
+async function latencyBridge (size: number): Promise<SideFigures> {
+  const emu = await emulator()
+  const br = await bridge(emu)
+  const gen = await loadgen()
+  try {
+    await gen.call({ cmd: 'connect', url: br.ws, clients: size, tabs: 1, shareCid: false })
+    await heldPolls(emu, size)
+    const lat = await latencyWindow(gen, emu)
+    const rtt = await roundTripWindow(gen, 'ws', emu)
+    return { latency: summarize(lat.latencies), roundTrip: summarize(rtt.roundTrips), bytesPerEvent: lat.bytes / lat.events, events: lat.events, errors: lat.errors + rtt.errors }
+  } finally {
+    await stopAll(gen, br, emu)
+  }
+}
+
+async function latencyScenario (): Promise<void> {
+  const out: Record<string, unknown> = {}
+  for (const size of settings.latencySizes) {
+    log(`latency and round trip at ${size} clients: direct polling`)
+    const direct = await latencyDirect(size)
+    log(`latency and round trip at ${size} clients: through the bridge`)
+    const viaBridge = await latencyBridge(size)
+    out[size] = { bridge: viaBridge, direct }
+    const l = viaBridge.latency
+    const d = direct.latency
+    for (const q of ['p50', 'p99', 'max'] as const) {
+      rows.push({
+        figure: `event latency ${q} (ms)`,
+        size: String(size),
+        bridge: fmt(l[q]),
+        baseline: fmt(d[q]),
+        ratio: `${fmt(ratio(l[q], d[q]))}x, +${fmt(l[q] - d[q])} ms`,
+        target: q === 'p99' && size === 1000 ? 'added <= 5 ms' : ''
+      })
+    }
+    for (const q of ['p50', 'p99'] as const) {
+      rows.push({
+        figure: `request round trip ${q} (ms)`,
+        size: String(size),
+        bridge: fmt(viaBridge.roundTrip[q]),
+        baseline: fmt(direct.roundTrip[q]),
+        ratio: `${fmt(ratio(viaBridge.roundTrip[q], direct.roundTrip[q]))}x, +${fmt(viaBridge.roundTrip[q] - direct.roundTrip[q])} ms`,
+        target: q === 'p50' ? 'added <= 1 ms' : ''
+      })
+    }
+    rows.push({
+      figure: 'client wire bytes per event',
+      size: String(size),
+      bridge: fmt(viaBridge.bytesPerEvent, 0),
+      baseline: fmt(direct.bytesPerEvent, 0),
+      ratio: `${fmt(ratio(viaBridge.bytesPerEvent, direct.bytesPerEvent))}x`,
+      target: ''
+    })
+  }
+  figures.latency = out
+}
+
+async function memoryScenario (): Promise<void> {
+  const emu = await emulator()
+  const br = await bridge(emu)
+  const gen = await loadgen()
+  const out: Array<Record<string, number>> = []
+  try {
+    await sleep(1500)
+    const base = usage(br.pid).rssBytes
+    let previous = { clients: 0, rss: base }
+    for (const size of settings.memorySizes) {
+      log(`memory: ${size} idle clients, each with its own upstream poll`)
+      await gen.call({ cmd: 'connect', url: br.ws, clients: size - previous.clients, tabs: 1, shareCid: false })
+      await heldPolls(emu, size, 300_000)
+      await sleep(3000)
+      const rss = usage(br.pid).rssBytes
+      const conns = await connections(emu)
+      const fds = readdirSync(`/proc/${br.pid}/fd`).length
+      const perClient = (rss - base) / size
+      const marginal = (rss - previous.rss) / (size - previous.clients)
+      out.push({ clients: size, rssBytes: rss, baseRssBytes: base, perClientBytes: perClient, marginalPerClientBytes: marginal, upstreamConnections: conns.open, http2Sessions: conns.http2Sessions, bridgeOpenFiles: fds })
+      rows.push({
+        figure: 'bridge RSS per idle client (KB)',
+        size: String(size),
+        bridge: fmt(perClient / 1024, 1),
+        baseline: `${fmt(marginal / 1024, 1)} marginal`,
+        ratio: `${conns.open} upstream conns, ${fds} files`,
+        target: '<= 16 KB'
+      })
+      previous = { clients: size, rss }
+    }
+  } finally {
+    await stopAll(gen, br, emu)
+  }
+  figures.memory = out
+}
+
+async function throughputScenario (): Promise<void> {
+  const { throughputClients: clients, throughputTabs: tabs, throughputSeconds: seconds, throughputConcurrency: concurrency } = settings
+  const out: Record<string, unknown> = {}
+  let frame = ''
+  {
+    log(`throughput through the bridge: ${clients} clients x ${tabs} sockets sharing a connection`)
+    const emu = await emulator()
+    const br = await bridge(emu)
+    const gen = await loadgen()
+    try {
+      await gen.call({ cmd: 'connect', url: br.ws, clients, tabs, shareCid: true })
+      await heldPolls(emu, clients)
+      // One event first, to capture a real frame for the bare server to push.
+      await gen.call({ cmd: 'measure', parse: true })
+      await gen.call({ cmd: 'publish', origin: emu.origin, token: TOKEN, rate: 0, seconds: 0.3, concurrency: 1 })
+      await sleep(300)
+      frame = (await gen.call<Collected & { lastFrame: string }>({ cmd: 'collect' })).lastFrame
+      await gen.call({ cmd: 'measure', parse: false })
+      const events = await cpuOf([br, emu, gen], async () => {
+        await gen.call({ cmd: 'publish', origin: emu.origin, token: TOKEN, rate: 0, seconds, concurrency })
+        await sleep(300)
+        return await gen.call<Collected>({ cmd: 'collect' })
+      })
+      await gen.call({ cmd: 'measure', parse: true })
+      const requests = await cpuOf([br, emu, gen], async () => {
+        await gen.call({ cmd: 'requests', mode: 'ws', rate: 0, seconds, concurrency })
+        return await gen.call<Collected>({ cmd: 'collect' })
+      })
+      await gen.call({ cmd: 'disconnect' })
+      await gen.call({ cmd: 'measure', parse: true })
+      const direct = await cpuOf([emu, gen], async () => {
+        await gen.call({ cmd: 'poll', origin: emu.origin, token: TOKEN, clients: 50, tabs: 1 })
+        await gen.call({ cmd: 'requests', mode: 'direct', origin: emu.origin, token: TOKEN, rate: 0, seconds, concurrency })
+        return await gen.call<Collected>({ cmd: 'collect' })
+      })
+      await gen.call({ cmd: 'stopPolls' })
+      out.bridge = { events: { perSecond: events.result.frames / events.result.seconds, cpu: events.cpu, errors: events.result.errors }, requests: { perSecond: requests.result.results / requests.result.seconds, cpu: requests.cpu }, directRequests: { perSecond: direct.result.results / direct.result.seconds, cpu: direct.cpu } }
+    } finally {
+      await stopAll(gen, br, emu)
+    }
+  }
+  {
+    log('throughput ceiling: a bare ws server pushing the same frames to the same sockets')
+    const bare = await bareWs()
+    const gen = await loadgen()
+    try {
+      await gen.call({ cmd: 'connect', url: bare.ws, clients, tabs, shareCid: true })
+      await gen.call({ cmd: 'measure', parse: false })
+      const pushed = await cpuOf([bare, gen], async () => {
+        await bare.call({ frame, seconds })
+        await sleep(300)
+        return await gen.call<Collected>({ cmd: 'collect' })
+      })
+      out.bare = { events: { perSecond: pushed.result.frames / pushed.result.seconds, cpu: pushed.cpu }, frameBytes: Buffer.byteLength(frame) }
+    } finally {
+      await stopAll(gen, bare)
+    }
+  }
+  figures.throughput = out
+  const b = out.bridge as { events: { perSecond: number, cpu: Record<string, number> }, requests: { perSecond: number, cpu: Record<string, number> }, directRequests: { perSecond: number, cpu: Record<string, number> } }
+  const c = out.bare as { events: { perSecond: number, cpu: Record<string, number> } }
+  const cpu = (x: Record<string, number>): string => Object.entries(x).map(([k, v]) => `${k} ${Math.round(v * 100)}%`).join(', ')
+  rows.push({ figure: 'events pushed per second', size: `${clients * tabs} sockets`, bridge: fmt(b.events.perSecond, 0), baseline: `${fmt(c.events.perSecond, 0)} bare ws`, ratio: `${fmt(ratio(b.events.perSecond, c.events.perSecond))}x`, target: '>= 0.5x' })
+  rows.push({ figure: '  CPU while pushing', size: '', bridge: cpu(b.events.cpu), baseline: cpu(c.events.cpu), ratio: '', target: '' })
+  rows.push({ figure: 'requests forwarded per second', size: `${concurrency} in flight`, bridge: fmt(b.requests.perSecond, 0), baseline: `${fmt(b.directRequests.perSecond, 0)} direct`, ratio: `${fmt(ratio(b.requests.perSecond, b.directRequests.perSecond))}x`, target: '' })
+  rows.push({ figure: '  CPU while forwarding', size: '', bridge: cpu(b.requests.cpu), baseline: cpu(b.directRequests.cpu), ratio: '', target: '' })
+}
+
+async function upstreamScenario (): Promise<void> {
+  const { upstreamClients: clients, upstreamTabs: tabs, upstreamSeconds: seconds, upstreamHoldMs: holdMs } = settings
+  const rate = clients / settings.upstreamEventEveryS
+  const minutes = (clients * seconds) / 60
+  const run = async (viaBridge: boolean): Promise<Record<string, number>> => {
+    const emu = await emulator(holdMs)
+    const br = viaBridge ? await bridge(emu) : undefined
+    const gen = await loadgen()
+    try {
+      if (br !== undefined) await gen.call({ cmd: 'connect', url: br.ws, clients, tabs, shareCid: false })
+      else await gen.call({ cmd: 'poll', origin: emu.origin, token: TOKEN, clients, tabs })
+      await heldPolls(emu, clients * tabs)
+      const s0 = await stats(emu)
+      const c0 = await connections(emu)
+      await gen.call({ cmd: 'measure', parse: true })
+      await gen.call({ cmd: 'publish', origin: emu.origin, token: TOKEN, rate, seconds, concurrency: 16 })
+      const s1 = await stats(emu)
+      const c1 = await connections(emu)
+      const seen = await gen.call<Collected>({ cmd: 'collect' })
+      const polls = (s1.requests.events ?? 0) - (s0.requests.events ?? 0)
+      return { polls, pollsPerClientMinute: polls / minutes, connectionsOpened: c1.accepted - c0.accepted, connectionsOpen: c1.open, connectionsPerClient: c1.open / clients, events: seen.events }
+    } finally {
+      await stopAll(gen, br, emu)
+    }
+  }
+  log(`upstream load: ${clients} clients x ${tabs} tabs, direct polling`)
+  const direct = await run(false)
+  log(`upstream load: ${clients} clients x ${tabs} tabs, through the bridge`)
+  const viaBridge = await run(true)
+  figures.upstream = { bridge: viaBridge, direct, holdMs, seconds, eventsPerClientMinute: 60 / settings.upstreamEventEveryS }
+  const b = viaBridge
+  const d = direct
+  rows.push({ figure: 'upstream polls per client-minute', size: `${clients}x${tabs} tabs`, bridge: fmt(b.pollsPerClientMinute as number), baseline: fmt(d.pollsPerClientMinute as number), ratio: `${fmt(ratio(b.pollsPerClientMinute as number, d.pollsPerClientMinute as number))}x`, target: '' })
+  rows.push({ figure: 'upstream connections open per client', size: `${clients}x${tabs} tabs`, bridge: fmt(b.connectionsPerClient as number, 3), baseline: fmt(d.connectionsPerClient as number, 3), ratio: `${fmt(ratio(b.connectionsPerClient as number, d.connectionsPerClient as number), 3)}x`, target: '' })
+  rows.push({ figure: 'upstream connections opened per client-minute', size: `${clients}x${tabs} tabs`, bridge: fmt((b.connectionsOpened as number) / minutes, 3), baseline: fmt((d.connectionsOpened as number) / minutes, 3), ratio: '', target: '' })
+}
+
+async function emulatorAlone (): Promise<void> {
+  log('the emulator alone: publish and deliver to 1,000 direct pollers, then direct sends')
+  const emu = await emulator()
+  const gen = await loadgen()
+  try {
+    await gen.call({ cmd: 'poll', origin: emu.origin, token: TOKEN, clients: 1000, tabs: 1 })
+    await heldPolls(emu, 1000)
+    await gen.call({ cmd: 'measure', parse: true })
+    const events = await cpuOf([emu, gen], async () => {
+      const p = await gen.call<{ published: number, seconds: number }>({ cmd: 'publish', origin: emu.origin, token: TOKEN, rate: 0, seconds: settings.throughputSeconds, concurrency: settings.throughputConcurrency })
+      await sleep(300)
+      return { ...p, seen: await gen.call<Collected>({ cmd: 'collect' }) }
+    })
+    await gen.call({ cmd: 'measure', parse: true })
+    const sends = await cpuOf([emu, gen], async () => {
+      await gen.call({ cmd: 'requests', mode: 'direct', origin: emu.origin, token: TOKEN, rate: 0, seconds: settings.throughputSeconds, concurrency: settings.throughputConcurrency })
+      return await gen.call<Collected>({ cmd: 'collect' })
+    })
+    const out = {
+      publishedPerSecond: events.result.published / events.result.seconds,
+      deliveredPerSecond: events.result.seen.events / events.result.seen.seconds,
+      cpuWhilePublishing: events.cpu,
+      sendsPerSecond: sends.result.results / sends.result.seconds,
+      cpuWhileSending: sends.cpu
+    }
+    figures.emulator = out
+    rows.push({ figure: 'emulator alone: events published/s', size: '1000 pollers', bridge: '', baseline: fmt(out.publishedPerSecond, 0), ratio: `emulator CPU ${Math.round((out.cpuWhilePublishing.emulator ?? 0) * 100)}%`, target: '' })
+    rows.push({ figure: 'emulator alone: sends answered/s', size: `${settings.throughputConcurrency} in flight`, bridge: '', baseline: fmt(out.sendsPerSecond, 0), ratio: `emulator CPU ${Math.round((out.cpuWhileSending.emulator ?? 0) * 100)}%`, target: '' })
+  } finally {
+    await stopAll(gen, emu)
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+const scenarios: Array<[string, () => Promise<void>]> = [
+  ['emulator', emulatorAlone],
+  ['latency', latencyScenario],
+  ['memory', memoryScenario],
+  ['throughput', throughputScenario],
+  ['upstream', upstreamScenario]
+]
+
+const started = Date.now()
+const load = loadavg()
+for (const [name, fn] of scenarios) {
+  if (only !== undefined && !only.includes(name)) continue
+  try {
+    await fn()
+  } catch (err) {
+    log(`${name} failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
+    figures[`${name}Error`] = String(err)
+    process.exitCode = 1
+  }
+}
+
+const text = table(['figure', 'size', 'bridge', 'baseline', 'ratio / added', 'target'], rows.map((r) => [r.figure, r.size, r.bridge, r.baseline, r.ratio, r.target]))
+process.stdout.write(`\n${text}\n\n`)
+const result = {
+  when: new Date().toISOString(),
+  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryBytes: totalmem(), kernel: release(), loadAverageAtStart: load },
+  node: process.version,
+  settings,
+  seconds: (Date.now() - started) / 1000,
+  table: rows,
+  figures
+}
+const dir = `${root}bench/results`
+mkdirSync(dir, { recursive: true })
+const file = `${dir}/bench-${result.when.replace(/[:.]/g, '-')}.json`
+writeFileSync(file, JSON.stringify(result, null, 2))
+writeFileSync(`${dir}/latest.json`, JSON.stringify(result, null, 2))
+log(`done in ${fmt(result.seconds, 0)} s; figures in ${file}`)
