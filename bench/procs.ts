@@ -78,7 +78,9 @@ export async function waitHttp (url: string, timeoutMs = 20_000): Promise<void> 
       const res = await fetch(url)
       await res.arrayBuffer()
       if (res.ok) return
-    } catch {}
+    } catch {
+      // Not listening yet.
+    }
     await sleep(50)
   }
   throw new Error(`${url} did not answer`)
