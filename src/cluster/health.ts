@@ -20,6 +20,7 @@ export class RedisHealth {
   private state = false
   private downSince: number | undefined = Date.now()
   private closed = false
+  private readonly probe: NodeJS.Timeout
   /** Times Redis became unavailable since start. */
   outages = 0
 
@@ -27,13 +28,23 @@ export class RedisHealth {
     this.clients = clients
     this.log = log
     for (const c of clients) {
-      c.on('ready', () => { this.update() })
+      c.on('ready', () => {
+        this.failing = false
+        this.update()
+      })
       c.on('close', () => { this.update() })
       c.on('end', () => { this.update() })
       c.on('reconnecting', () => { this.update() })
       // ioredis reports every failed reconnect here; the first of a streak is logged by update().
       c.on('error', (err: unknown) => { this.lastError = err })
     }
+    // While down, a ping now and then finds out that a slow Redis answers again, even on an idle instance.
+    const first = clients[0] as RedisClient
+    this.probe = setInterval(() => {
+      if (this.state || first.status !== 'ready') return
+      first.ping().then(() => { this.ok() }, (err: unknown) => { this.failed(err) })
+    }, 1000)
+    this.probe.unref()
   }
 
   get up (): boolean { return this.state }
@@ -42,7 +53,10 @@ export class RedisHealth {
   onChange (fn: (up: boolean) => void): void { this.listeners.push(fn) }
 
   /** The connections are being closed on purpose: no more news. */
-  close (): void { this.closed = true }
+  close (): void {
+    this.closed = true
+    clearInterval(this.probe)
+  }
 
   ok (): void {
     if (!this.failing) return

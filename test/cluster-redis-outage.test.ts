@@ -1,0 +1,71 @@
+import t from 'tap'
+import { startEmulator } from '../src/emulator/index.js'
+import { TOKEN, until } from './fixtures/bridge.js'
+import { ownerOf, redisSkip, startInstance, startRedis, uniquePrefix, Visitor, type Instance } from './fixtures/cluster.js'
+import { TestClient } from './fixtures/ws-client.js'
+
+t.test('Redis stops and starts again (empty) during traffic: open sockets stay, nothing lost or doubled, full recovery', { skip: redisSkip() }, async (t) => {
+  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
+  t.teardown(async () => { await emulator.close() })
+  const redis = await startRedis(t)
+  const env = { upstream: emulator.url, redisUrl: redis.url, prefix: uniquePrefix(t, redis.url) }
+  const instances: Instance[] = await Promise.all([0, 1, 2].map(async () => await startInstance(t, env)))
+
+  const first = new Visitor('tab', () => instances[0] as Instance)
+  await first.connect()
+  const auth = { ticket: first.ticket as string, clientId: first.clientId as string }
+  const visitors = [first]
+  for (let i = 1; i < 6; i++) {
+    const v = new Visitor('tab', () => instances[i % 3] as Instance, auth)
+    await v.connect()
+    visitors.push(v)
+  }
+  t.teardown(() => { for (const v of visitors) v.stop() })
+  const clientId = auth.clientId
+  await until(() => emulator.activePolls(TOKEN, clientId, 'tab') === 1, 10_000, 'the upstream poll')
+  const owner = await ownerOf(instances) as Instance
+  const onOwner = visitors.filter((v) => v.instance === owner)
+
+  const texts: string[] = []
+  const publish = async (n: number, label: string): Promise<string[]> => {
+    const batch: string[] = []
+    for (let i = 0; i < n; i++) {
+      const text = `${label}-${i}`
+      batch.push(text)
+      texts.push(text)
+      emulator.agentReply(TOKEN, clientId, text)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    return batch
+  }
+  await publish(20, 'before')
+
+  const marks = instances.map((i) => i.logs.length)
+  await redis.stop()
+  await Promise.all(instances.map(async (i) => await i.log((l) => l.msg.startsWith('Redis is unavailable'))))
+  t.same(await Promise.all(instances.map(async (i) => await i.readyz())), [503, 503, 503], '/readyz is 503 everywhere')
+  t.same(await Promise.all(instances.map(async (i) => await i.metric('bridge_redis_up'))), [0, 0, 0], 'bridge_redis_up is 0')
+  await t.rejects(new TestClient(instances[1]!.url).open(), /503/, 'a new socket is refused')
+  const during = await publish(20, 'during')
+  // The polling instance's own sockets keep getting events; the others get them when Redis is back.
+  await Promise.all(onOwner.map(async (v) => { await v.sees(during) }))
+  t.pass(`the ${onOwner.length} sockets on the polling instance got the events sent during the outage`)
+  const failed = await first.socket!.request({ type: 'send', id: 'during-outage', query: 'anyone?' })
+  t.match(failed, { ok: false, error: { code: 'UPSTREAM_UNAVAILABLE' } }, 'a request fails with a code that says resend later')
+
+  await redis.start()
+  await Promise.all(instances.map(async (i, k) => await i.log((l) => l.msg === 'Redis is available' && i.logs.indexOf(l) >= (marks[k] as number))))
+  t.same(await Promise.all(instances.map(async (i) => await i.readyz())), [200, 200, 200], '/readyz is 200 again')
+  await publish(20, 'after')
+
+  await Promise.all(visitors.map(async (v) => { await v.sees(texts, 30_000) }))
+  for (const [i, v] of visitors.entries()) {
+    t.same(v.tally(texts), { lost: 0, doubled: 0 }, `socket ${i}: all ${texts.length} events once`)
+    t.equal(v.reconnects, 0, `socket ${i} stayed open`)
+  }
+  first.socket!.send({ type: 'send', id: 'during-outage', query: 'anyone?' })
+  const again = await first.socket!.upcoming((f) => f.type === 'result' && f.id === 'during-outage')
+  t.equal(again.ok, true, 'the resend runs once Redis is back')
+  t.same(await Promise.all(instances.map(async (i) => await i.metric('bridge_cluster_polls_owned'))).then((o) => o.reduce((a, b) => a + b, 0)), 1, 'one instance polls again')
+  t.ok(await new TestClient(instances[1]!.url).open().then((c) => { c.ws.terminate(); return true }), 'new sockets are taken again')
+})
