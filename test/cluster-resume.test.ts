@@ -1,0 +1,79 @@
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { startEmulator } from '../src/emulator/index.js'
+import { feedKeys } from '../src/cluster/keys.js'
+import { TOKEN, until } from './fixtures/bridge.js'
+import { redisSkip, SHARED_REDIS, startInstance, uniquePrefix, type Instance } from './fixtures/cluster.js'
+import { TestClient, type Frame } from './fixtures/ws-client.js'
+
+const texts = (frames: Frame[]): string[] => frames.map((f) => ((f.event as { event: { text?: string } }).event.text ?? ''))
+
+t.test('a cursor resumes on another instance, from Redis or from the upstream', { skip: redisSkip() }, async (t) => {
+  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
+  t.teardown(async () => { await emulator.close() })
+  const redis = new Redis(SHARED_REDIS)
+  t.teardown(() => { redis.disconnect() })
+  const prefix = uniquePrefix(t, SHARED_REDIS)
+  const env = { upstream: emulator.url, redisUrl: SHARED_REDIS, prefix, env: { POLL_LINGER_MS: '0' } }
+  const [one, two] = await Promise.all([0, 1].map(async () => await startInstance(t, env))) as [Instance, Instance]
+  const sockets: TestClient[] = []
+  t.teardown(() => { for (const s of sockets) s.ws.terminate() })
+  const open = async (inst: Instance, hello: Record<string, unknown>): Promise<TestClient & { welcome: Frame }> => {
+    const c = await new TestClient(inst.url).open()
+    sockets.push(c)
+    return Object.assign(c, { welcome: await c.hello(hello) })
+  }
+  const said = async (c: TestClient, text: string): Promise<void> => {
+    await c.next((f) => f.type === 'event' && texts([f])[0] === text)
+  }
+
+  const a = await open(one, { cid: 'tab' })
+  const clientId = a.welcome.clientId as string
+  const ticket = a.welcome.ticket as string
+  const stream = feedKeys(prefix, { channel: 'default', clientId, cid: 'tab', all: true }).stream
+  await until(() => emulator.activePolls(TOKEN, clientId, 'tab') === 1, 10_000, 'the upstream poll')
+  for (const text of ['e1', 'e2', 'e3']) {
+    emulator.agentReply(TOKEN, clientId, text)
+    await said(a, text)
+  }
+  const afterE1 = a.events()[0]!.cursor as string
+  const afterE2 = a.events()[1]!.cursor as string
+
+  await t.test('from the stream in Redis, on an instance that had no socket of the connection', async (t) => {
+    const b = await open(two, { auth: ticket, cid: 'tab', resume: afterE2 })
+    t.equal(b.welcome.resumed, true)
+    emulator.agentReply(TOKEN, clientId, 'e4')
+    await said(b, 'e4')
+    t.same(texts(b.events()), ['e3', 'e4'])
+    b.close()
+    await b.closed()
+  })
+
+  await t.test('from the upstream, when the stream lost the cursor\'s event and has later ones', async (t) => {
+    // The stream is cut (Redis lost it, say) while the first instance still polls and appends.
+    await redis.del(stream)
+    emulator.agentReply(TOKEN, clientId, 'e5')
+    await said(a, 'e5')
+    const c = await open(two, { auth: ticket, cid: 'tab', resume: afterE1 })
+    t.equal(c.welcome.resumed, true)
+    await said(c, 'e5')
+    t.same(texts(c.events()), ['e2', 'e3', 'e4', 'e5'], 'the gap up to the stream is read from the upstream, once')
+    c.close()
+    await c.closed()
+  })
+
+  await t.test('from the upstream, when nothing of the connection is left in Redis', async (t) => {
+    const last = a.events().at(-1)!.cursor as string
+    a.close()
+    await a.closed()
+    await until(() => emulator.activePolls(TOKEN, clientId, 'tab') === 0, 10_000, 'the poll to end')
+    await redis.del(stream)
+    emulator.agentReply(TOKEN, clientId, 'e6')
+    const d = await open(two, { auth: ticket, cid: 'tab', resume: last })
+    t.equal(d.welcome.resumed, true)
+    await said(d, 'e6')
+    emulator.agentReply(TOKEN, clientId, 'e7')
+    await said(d, 'e7')
+    t.same(texts(d.events()), ['e6', 'e7'], 'what came while nobody polled, then live events, once each')
+  })
+})
