@@ -207,7 +207,10 @@ export class LocalHub implements Hub {
   private createFeed (id: string, key: FeedKey, resume: StreamPosition | undefined): Feed {
     const api = this.o.apis.get(key.channel)
     if (api === undefined) throw new Error(`no channel "${key.channel}"`)
-    const log = this.o.log.child({ channel: key.channel, clientId: key.clientId, cid: key.cid })
+    // The feed's child logger is made on its first line: most feeds never log, and an idle feed must stay small.
+    let child: PollLog | undefined
+    const logger = (): PollLog => (child ??= this.o.log.child({ channel: key.channel, clientId: key.clientId, cid: key.cid }))
+    const log: PollLog = { warn: (o, m) => { logger().warn(o, m) }, info: (o, m) => { logger().info(o, m) } }
     let settle: ((o: SubscribeResult) => void) | undefined
     const feed: Feed = {
       key,

@@ -39,7 +39,9 @@ export class Session implements Subscriber {
   readonly channel: string
   private state: 'hello' | 'welcoming' | 'open' | 'closed' = 'hello'
   private key: FeedKey | undefined
-  private log: FastifyBaseLogger
+  /** The socket's child logger, made on first use (see `log`). */
+  private logger: FastifyBaseLogger | undefined
+  private sessionId: string | undefined
   private helloTimer: NodeJS.Timeout | undefined
   private pending: string[] = []
   private badFrames = 0
@@ -54,7 +56,6 @@ export class Session implements Subscriber {
     this.ws = ws
     this.channel = channel
     this.d = deps
-    this.log = deps.log.child({ session: randomBytes(6).toString('base64url'), channel })
     deps.registry.add(this)
     this.tokens = deps.rateLimitBurst
     this.helloTimer = setTimeout(() => { this.close(CloseCode.HELLO_TIMEOUT) }, deps.helloTimeoutMs)
@@ -68,6 +69,18 @@ export class Session implements Subscriber {
       // ws closes the socket itself after an error (1009 for an oversized frame).
       this.log.info({ err: err.message }, 'socket error')
     })
+  }
+
+  /**
+   * Made when first needed: most sockets never log, and a child logger with
+   * its bindings per idle socket is a good part of the memory it costs.
+   */
+  private get log (): FastifyBaseLogger {
+    this.sessionId ??= randomBytes(6).toString('base64url')
+    this.logger ??= this.d.log.child(this.key === undefined
+      ? { session: this.sessionId, channel: this.channel }
+      : { session: this.sessionId, channel: this.channel, clientId: this.key.clientId, cid: this.key.cid })
+    return this.logger
   }
 
   /** A getter, so that checks after an await are not narrowed away by the compiler. */
@@ -271,7 +284,6 @@ export class Session implements Subscriber {
     if (this.closed) return
     const cid = hello.cid ?? randomBytes(9).toString('base64url')
     const key: FeedKey = { channel: this.channel, clientId: identity.clientId, cid, all: hello.all ?? true }
-    this.log = this.log.child({ clientId: key.clientId, cid })
     let resume: StreamPosition | undefined
     let gap: string | undefined
     if (hello.resume !== undefined) {
@@ -286,6 +298,8 @@ export class Session implements Subscriber {
       return
     }
     this.key = key
+    // Log lines from here on carry the client and cid.
+    this.logger = undefined
     let sub
     try {
       sub = await this.d.hub.subscribe(key, this, resume)

@@ -50,6 +50,14 @@ export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promis
       return
     }
     const channel = channelOf(req, names, o.config.DEFAULT_CHANNEL) as string
+    // Two references would keep the upgrade request, its reply and their
+    // hooks alive as long as the socket (about 2 KB per idle socket):
+    // @fastify/websocket's own 'error' listener (the session logs socket
+    // errors itself), and the TCP socket's link to the response made for the
+    // upgrade, which Node's own upgrade path clears the same way.
+    socket.removeAllListeners('error')
+    const tcp = req.raw.socket as { _httpMessage?: unknown } | null
+    if (tcp !== null) tcp._httpMessage = null
     // The session registers itself and lives as long as its socket.
     new Session(socket, channel, {
       auth: o.auth,
