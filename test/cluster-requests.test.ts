@@ -61,4 +61,21 @@ t.test('request rules hold across instances', { skip: redisSkip() }, async (t) =
       t.ok((seen[i] as { at: number }).at >= (seen[i - 1] as { at: number }).at + 35, `send ${i + 1} started after send ${i} was answered`)
     }
   })
+
+  await t.test('a send queued behind one whose instance died goes on after about a lease', async (t) => {
+    emulator.faults.add({ route: 'send', kind: 'delay', delayMs: 10_000, count: 1 })
+    const arrived = new Promise<void>((resolve) => {
+      emulator.on('request', (r) => { if (r.route === 'send') resolve() })
+    })
+    a.send({ type: 'send', id: 'stuck', query: 'never answered in time' })
+    await arrived
+    const queued = b.request({ type: 'send', id: 'behind', query: 'behind the stuck one' })
+    one.child.kill('SIGKILL')
+    const killedAt = Date.now()
+    const r = await queued
+    t.equal(r.ok, true, 'answered')
+    const waited = Date.now() - killedAt
+    t.comment(`the lane moved on ${waited} ms after the kill (REDIS_LEASE_MS=1000)`)
+    t.ok(waited < 5000, 'within a few seconds')
+  })
 })

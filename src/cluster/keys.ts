@@ -32,13 +32,8 @@ export function resultKeys (prefix: string, requestKey: string): { result: strin
   return { result: base, notify: `${base}:notify` }
 }
 
-/** The keys of one client's send lane: the ticket counter, the queue, and its channel. */
-export function laneKeys (prefix: string, lane: string): { tickets: string, queue: string, notify: string } {
+/** The keys of one client's send lane: the ticket counter, the queue, each waiter's liveness, and its channel. */
+export function laneKeys (prefix: string, lane: string): { tickets: string, queue: string, alive: string, notify: string } {
   const base = `${prefix}lane:{${tag(lane)}}`
-  return { tickets: `${base}:tickets`, queue: `${base}:queue`, notify: `${base}:notify` }
-}
-
-/** Names a waiter in a lane, whose liveness key expires if its instance dies. */
-export function aliveKey (prefix: string, lane: string, member: string): string {
-  return `${prefix}lane:{${tag(lane)}}:alive:${member}`
+  return { tickets: `${base}:tickets`, queue: `${base}:queue`, alive: `${base}:alive`, notify: `${base}:notify` }
 }

@@ -190,7 +190,7 @@ export class StreamSource implements FeedSource {
       this.settleStart({ resumed: false, gap: read })
       return
     }
-    this.handOver(read)
+    this.accept(read)
     this.settleStart({ resumed: true })
   }
 
@@ -235,17 +235,17 @@ export class StreamSource implements FeedSource {
         this.advance(e)
         this.settleStart({ resumed: true })
       } else if (e.ts > at.ts || (e.ts === at.ts && !this.boundary.has(e.hash))) {
-        this.handOver(out)
+        this.emit(out)
         out = []
         const read = await eventsBetween(this.c.api, this.o.key, at, e)
         if (this.stopped) return false
         if (typeof read !== 'string') {
-          this.handOver(read)
+          this.accept(read)
           this.settleStart({ resumed: true })
         } else if (this.startPending) {
           // The resume fails; the socket goes on from here and is told of the gap.
           this.settleStart({ resumed: false, gap: read })
-          this.handOver([e])
+          this.accept([e])
         } else {
           this.c.onLost()
           this.o.onGap(read)
@@ -254,7 +254,7 @@ export class StreamSource implements FeedSource {
       }
       this.lastId = e.id
     }
-    this.handOver(out)
+    this.emit(out)
     return true
   }
 
@@ -264,11 +264,15 @@ export class StreamSource implements FeedSource {
     this.boundary.add(e.hash)
   }
 
-  /** Hands events over (already advanced past, or advanced here). */
-  private handOver (events: FeedEvent[]): void {
-    if (events.length === 0) return
-    if (!same(this.at, posOf(events.at(-1) as FeedEvent))) for (const e of events) this.advance(e)
-    this.o.onEvents(events.map(posAndJson))
+  /** Hands over events that the position has already moved past. */
+  private emit (events: FeedEvent[]): void {
+    if (events.length > 0) this.o.onEvents(events.map(posAndJson))
+  }
+
+  /** Moves the position past new events and hands them over. */
+  private accept (events: FeedEvent[]): void {
+    for (const e of events) this.advance(e)
+    this.emit(events)
   }
 
   private async tryAcquire (): Promise<void> {
@@ -402,7 +406,7 @@ export class StreamSource implements FeedSource {
   private direct (own: Ownership): void {
     const caughtUp = own.handed > 0 || same(this.at, own.chain)
     if (caughtUp && !this.paused && own.handed < own.held.length) {
-      this.handOver(own.held.slice(own.handed))
+      this.accept(own.held.slice(own.handed))
       own.handed = own.held.length
     }
     if (own.held.length < this.c.maxHeld) own.poller.resume()
