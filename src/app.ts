@@ -195,8 +195,12 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   }
   await app.register(clientRoutes, { demoPage: opts.demoPage ?? false })
   if (webhooks !== undefined && config.WEBHOOK_SECRET !== undefined) {
+    // Every instance hears of each kept object (in a cluster, through Redis) and delivers it to its own sockets.
+    webhooks.mailbox.onMail((channel, clientId, entries) => {
+      for (const m of entries) if (m.questionId !== undefined) webhooks.echoes.webhookDelivered(channel, clientId, m.questionId)
+      hub.deliverWebhook(channel, clientId, entries)
+    })
     const inbox = new WebhookInbox({
-      hub,
       ...webhooks,
       tokens: new Map(opts.channels.map((c) => [c.name, c.token])),
       ratePerS: config.WEBHOOK_RATE_PER_S,

@@ -6,7 +6,7 @@ import { Poller, UPSTREAM_PAGE, parseAnswer, type FeedEvent, type PollLog } from
 import { FeedLimitError, feedId, type FeedKey, type Hub, type HubStats, type Subscriber, type SubscribeResult } from './hub.js'
 import type { PollGate } from './poll-gate.js'
 import { StreakLog } from './streak-log.js'
-import type { Mailbox, MailboxEntry } from './webhook/mailbox.js'
+import type { MailStore, MailboxEntry } from './webhook/mailbox.js'
 import { answerId, type Echoes } from './webhook/echoes.js'
 
 export interface LocalHubOptions {
@@ -24,7 +24,7 @@ export interface LocalHubOptions {
   /** Paces the start of new upstream polls. */
   gate?: PollGate | undefined
   /** Webhook deliveries kept per client, and the answers seen by each source; absent when webhooks are off. */
-  webhooks?: { mailbox: Mailbox, echoes: Echoes } | undefined
+  webhooks?: { mailbox: MailStore, echoes: Echoes } | undefined
   /** Told of each new upstream event and how many sockets got it. */
   onPublish?: (channel: string, ts: number, sockets: number) => void
   /** Makes the source of each feed's upstream events; by default a Poller of the feed's own. */
@@ -93,6 +93,8 @@ interface Feed {
   starting: { pos: StreamPosition, outcome: Promise<SubscribeResult> } | undefined
   /** The position of the last frame published. */
   pos: StreamPosition
+  /** While a new feed reads the mail that came while its client was away, live mail waits here. */
+  mailHold: MailboxEntry[] | undefined
 }
 
 const OLDER_THAN_KEPT = 'cursor is older than the events kept for this connection'
@@ -117,13 +119,22 @@ export class LocalHub implements Hub {
     let feed = this.feeds.get(id)
     if (feed === undefined) {
       if (this.feeds.size >= this.o.maxFeeds) throw new FeedLimitError()
-      const mail = resume === undefined ? [] : this.mailAfter(key, resume.webhook)
       feed = this.createFeed(id, key, resume)
       const position = feed.pos
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
-      if (mail === null) return { resumed: false, gap: WEBHOOKS_NOT_KEPT, position }
-      // What the webhook brought while the client was away, before anything polled now.
-      this.publishWebhook(feed, mail)
+      if (resume !== undefined) {
+        // What the webhook brought while the client was away goes first; mail arriving meanwhile waits behind it.
+        feed.mailHold = []
+        const mail = await this.mailAfter(key, resume.webhook)
+        const held = feed.mailHold
+        feed.mailHold = undefined
+        if (mail === null) {
+          this.publishWebhook(feed, held)
+          return { resumed: false, gap: WEBHOOKS_NOT_KEPT, position }
+        }
+        const byPos = new Map([...mail, ...held].map((m) => [m.pos, m]))
+        this.publishWebhook(feed, [...byPos.values()].sort((a, b) => a.pos - b.pos))
+      }
       if (feed.starting === undefined) return resume === undefined ? { resumed: false, position } : { resumed: true }
       return await this.waitStart(feed.starting.outcome)
     }
@@ -221,6 +232,7 @@ export class LocalHub implements Hub {
       starting: undefined,
       // A new feed's webhook position is "now": a cursor from it never brings back older mail.
       pos: { poll: resume?.poll, webhook: resume?.webhook ?? this.o.webhooks?.mailbox.mark() ?? 0 },
+      mailHold: undefined,
       source: this.source({
         key,
         start: resume?.poll,
@@ -296,7 +308,7 @@ export class LocalHub implements Hub {
       this.replay(feed, sub, state)
       return { resumed: false, gap, position: feed.pos }
     }
-    const mail = this.mailAfter(feed.key, resume.webhook)
+    const mail = await this.mailAfter(feed.key, resume.webhook)
     if (mail === null) return fail(WEBHOOKS_NOT_KEPT)
     const firstPolled = feed.recent.find((e) => e.kind === 'poll')
     // Stop before the first polled event in memory; with none in memory, after the feed's own position.
@@ -367,8 +379,8 @@ export class LocalHub implements Hub {
   }
 
   /** Webhook mail of a client after `pos`, or null when some of it may be lost. */
-  private mailAfter (key: FeedKey, pos: number): MailboxEntry[] | null {
-    return this.o.webhooks?.mailbox.after(key.channel, key.clientId, pos) ?? []
+  private async mailAfter (key: FeedKey, pos: number): Promise<MailboxEntry[] | null> {
+    return await this.o.webhooks?.mailbox.after(key.channel, key.clientId, pos) ?? []
   }
 
   /** Webhook deliveries for a client: to every feed of that client. */
@@ -379,6 +391,10 @@ export class LocalHub implements Hub {
   }
 
   private publishWebhook (feed: Feed, entries: MailboxEntry[]): void {
+    if (feed.mailHold !== undefined) {
+      feed.mailHold.push(...entries)
+      return
+    }
     for (const m of entries) {
       if (m.pos <= feed.pos.webhook) continue
       this.append(feed, 'mail', { poll: feed.pos.poll, webhook: m.pos }, m.ts, m.json)

@@ -26,7 +26,7 @@ export async function webhookRoutes (app: FastifyInstance, o: WebhookRouteOption
       if ((refused & (refused - 1)) === 0) req.log.warn({ refused }, 'webhook call with a wrong secret')
       return await reply.code(404).send({ error: 'not.found', message: 'no such webhook' })
     }
-    const answer = o.inbox.receive(channel, typeof req.body === 'string' ? req.body : '')
+    const answer = await o.inbox.receive(channel, typeof req.body === 'string' ? req.body : '')
     if (answer.status >= 400) req.log.info({ channel, status: answer.status, error: answer.body.error }, 'webhook delivery refused')
     return await reply.code(answer.status).send(answer.body)
   })

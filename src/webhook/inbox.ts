@@ -1,15 +1,13 @@
 import { eventHash } from '../cursor.js'
-import type { Hub } from '../hub.js'
 import { parseUpstreamTime } from '../upstream/calls.js'
 import { parseUpstreamJson } from '../upstream/json.js'
 import type { Echoes } from './echoes.js'
-import type { Mailbox, MailboxEntry } from './mailbox.js'
+import type { MailStore, NewMail } from './mailbox.js'
 
 export interface InboxAnswer { status: number, body: Record<string, unknown> }
 
 export interface InboxOptions {
-  hub: Hub
-  mailbox: Mailbox
+  mailbox: MailStore
   echoes: Echoes
   /** Channel tokens by channel name, to remove from what the platform echoes. */
   tokens: Map<string, string>
@@ -41,13 +39,19 @@ export class WebhookInbox {
     this.now = opts.now ?? Date.now
   }
 
-  receive (channel: string, text: string): InboxAnswer {
-    const answer = this.take(channel, text)
+  async receive (channel: string, text: string): Promise<InboxAnswer> {
+    let answer: InboxAnswer
+    try {
+      answer = await this.take(channel, text)
+    } catch {
+      // The store could not keep them (Redis down): the platform retries a failed delivery.
+      answer = fail(503, 'store.unavailable', 'the delivery could not be kept; try again')
+    }
     if (answer.status >= 400) this.counts.refused++
     return answer
   }
 
-  private take (channel: string, text: string): InboxAnswer {
+  private async take (channel: string, text: string): Promise<InboxAnswer> {
     const token = this.o.tokens.get(channel)
     if (token === undefined) return fail(404, 'not.found', 'no such webhook')
     if (!this.admit(channel)) return fail(429, 'rate.limited', `more than ${this.o.ratePerS} deliveries per second`)
@@ -60,33 +64,22 @@ export class WebhookInbox {
       const clientId = (obj as Record<string, unknown>).clientId
       if (typeof clientId !== 'string' || !CLIENT_ID.test(clientId)) return fail(400, 'clientId.missing', `element ${i} has no valid clientId`)
     }
-    let accepted = 0
-    let duplicates = 0
-    const byClient = new Map<string, MailboxEntry[]>()
+    const byClient = new Map<string, NewMail[]>()
     for (const obj of body as Array<Record<string, unknown>>) {
       const clientId = obj.clientId as string
       const json = JSON.stringify(obj)
-      const hash = eventHash(json)
       const questionId = typeof obj.questionId === 'string' ? obj.questionId : undefined
-      if (this.o.mailbox.has(channel, clientId, hash) || (questionId !== undefined && this.seen(channel, clientId, questionId))) {
-        duplicates++
-        continue
-      }
-      const entry: MailboxEntry = {
-        pos: this.o.mailbox.nextPos(),
-        ts: parseUpstreamTime(obj.timestamp) ?? this.now(),
-        hash,
-        json: `{"type":"webhook","event":${json}}`,
-        questionId
-      }
-      this.o.mailbox.add(channel, clientId, entry)
-      if (questionId !== undefined) this.o.echoes.webhookDelivered(channel, clientId, questionId)
+      // An answer this client already has (from the poll, or an earlier delivery) is a duplicate.
+      if (questionId !== undefined && this.seen(channel, clientId, questionId)) continue
       const list = byClient.get(clientId) ?? []
-      list.push(entry)
+      list.push({ ts: parseUpstreamTime(obj.timestamp) ?? this.now(), hash: eventHash(json), json: `{"type":"webhook","event":${json}}`, questionId })
       byClient.set(clientId, list)
-      accepted++
     }
-    for (const [clientId, entries] of byClient) this.o.hub.deliverWebhook(channel, clientId, entries)
+    let accepted = 0
+    for (const [clientId, mail] of byClient) {
+      accepted += await this.o.mailbox.add(channel, clientId, mail)
+    }
+    const duplicates = body.length - accepted
     this.counts.accepted += accepted
     this.counts.duplicates += duplicates
     this.o.onObjects?.(channel, accepted, duplicates)

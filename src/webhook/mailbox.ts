@@ -7,6 +7,30 @@ export interface MailboxEntry extends FeedEvent {
   questionId: string | undefined
 }
 
+/** A webhook object before it has a place in a mailbox. */
+export type NewMail = Omit<MailboxEntry, 'pos'>
+
+export type MailListener = (channel: string, clientId: string, entries: MailboxEntry[]) => void
+
+/**
+ * Where webhook objects are kept and how they reach the sockets: in this
+ * process (Mailbox), or in Redis for a cluster, where every instance hears of
+ * each new object and delivers it to its own sockets of that client.
+ */
+export interface MailStore {
+  /** The current position: what a new connection has "already seen". */
+  mark: () => number
+  /**
+   * Keeps new objects of one client, skipping those kept before (a retried
+   * delivery), and has them delivered to the client's sockets. Resolves with
+   * how many were new once they are safely kept.
+   */
+  add: (channel: string, clientId: string, mail: NewMail[]) => Promise<number>
+  /** The entries after `pos`, or null when some entry after `pos` may have been dropped. */
+  after: (channel: string, clientId: string, pos: number) => Promise<MailboxEntry[] | null>
+  onMail: (listener: MailListener) => void
+}
+
 interface Box { entries: MailboxEntry[], trimmedUpTo: number }
 
 /**
@@ -15,8 +39,9 @@ interface Box { entries: MailboxEntry[], trimmedUpTo: number }
  * them back: only the bridge saw them. Positions start at this process's
  * start, so a cursor from before a restart is known to be uncovered.
  */
-export class Mailbox {
+export class Mailbox implements MailStore {
   private readonly boxes = new Map<string, Box>()
+  private listener: MailListener | undefined
   private readonly retentionMs: number
   private readonly perClient: number
   private readonly now: () => number
@@ -36,12 +61,26 @@ export class Mailbox {
     return Math.max(this.last, this.coverageStart)
   }
 
-  nextPos (): number {
+  onMail (listener: MailListener): void { this.listener = listener }
+
+  async add (channel: string, clientId: string, mail: NewMail[]): Promise<number> {
+    const kept: MailboxEntry[] = []
+    for (const m of mail) {
+      if (this.has(channel, clientId, m.hash) || kept.some((k) => k.hash === m.hash)) continue
+      const entry = { ...m, pos: this.nextPos() }
+      this.keep(channel, clientId, entry)
+      kept.push(entry)
+    }
+    if (kept.length > 0) this.listener?.(channel, clientId, kept)
+    return kept.length
+  }
+
+  private nextPos (): number {
     this.last = Math.max(this.last + 1, this.now() * 1000)
     return this.last
   }
 
-  add (channel: string, clientId: string, entry: MailboxEntry): void {
+  private keep (channel: string, clientId: string, entry: MailboxEntry): void {
     const k = `${channel}\n${clientId}`
     let box = this.boxes.get(k)
     if (box === undefined) {
@@ -52,7 +91,7 @@ export class Mailbox {
     this.trim(box)
   }
 
-  has (channel: string, clientId: string, hash: string): boolean {
+  private has (channel: string, clientId: string, hash: string): boolean {
     return this.boxes.get(`${channel}\n${clientId}`)?.entries.some((e) => e.hash === hash) ?? false
   }
 
@@ -60,7 +99,7 @@ export class Mailbox {
    * The entries after `pos`, or null when some entry after `pos` may have been
    * dropped (older than this process or than the retention).
    */
-  after (channel: string, clientId: string, pos: number): MailboxEntry[] | null {
+  async after (channel: string, clientId: string, pos: number): Promise<MailboxEntry[] | null> {
     const box = this.boxes.get(`${channel}\n${clientId}`)
     if (box !== undefined) this.trim(box)
     const floor = Math.max(this.coverageStart, (this.now() - this.retentionMs) * 1000, box?.trimmedUpTo ?? 0)
