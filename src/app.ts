@@ -60,6 +60,18 @@ declare module 'fastify' {
 
 
 /** Builds the bridge without listening: tests build it the same way the server does. */
+/** Webhook objects kept per client for resumes. */
+const MAIL_PER_CLIENT = 500
+
+/** The in-process mailbox, swept of old mail now and then. */
+function localMailbox (app: FastifyInstance, retentionMs: number): Mailbox {
+  const mailbox = new Mailbox(retentionMs, MAIL_PER_CLIENT)
+  const sweep = setInterval(() => { mailbox.sweep() }, 60_000)
+  sweep.unref()
+  app.addHook('onClose', async () => { clearInterval(sweep) })
+  return mailbox
+}
+
 export async function buildApp (config: Config, opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? {
@@ -100,19 +112,14 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   for (const c of opts.channels) {
     apis.set(c.name, new ChatApi(c, { requestTimeoutMs: config.REQUEST_TIMEOUT_MS, pollTimeoutMs: config.POLL_TIMEOUT_MS, pools, observe }))
   }
-  const webhooks = config.WEBHOOK_SECRET === undefined
-    ? undefined
-    : { mailbox: new Mailbox(config.WEBHOOK_RETENTION_MS, 500), echoes: new Echoes(config.WEBHOOK_RETENTION_MS) }
-  if (webhooks !== undefined) {
-    const sweep = setInterval(() => { webhooks.mailbox.sweep() }, 60_000)
-    sweep.unref()
-    app.addHook('onClose', async () => { clearInterval(sweep) })
-  }
   const hubLog = app.log.child({ component: 'hub' })
   const gate = new PollGate(config.POLL_STARTS_PER_S, Math.max(1, Math.ceil(config.POLL_STARTS_PER_S)))
   const redis = redisSettings(config)
-  // With REDIS_URL, instances share upstream polls, results and send lanes through Redis.
+  // With REDIS_URL, instances share upstream polls, results, send lanes and webhook mail through Redis.
   const cluster = redis === undefined ? undefined : new Cluster({ config, redis, apis, gate, log: app.log.child({ component: 'redis' }) })
+  const webhooks = config.WEBHOOK_SECRET === undefined
+    ? undefined
+    : { mailbox: cluster?.mailStore(config.WEBHOOK_RETENTION_MS, MAIL_PER_CLIENT) ?? localMailbox(app, config.WEBHOOK_RETENTION_MS), echoes: new Echoes(config.WEBHOOK_RETENTION_MS) }
   const local = new LocalHub({
     apis,
     cursors,

@@ -249,6 +249,7 @@ export class LocalHub implements Hub {
       void outcome.then(() => { feed.starting = undefined })
     }
     this.feeds.set(id, feed)
+    this.o.webhooks?.mailbox.watch?.(key.channel, key.clientId)
     feed.source.start()
     return feed
   }
@@ -491,5 +492,6 @@ export class LocalHub implements Hub {
     feed.source.stop()
     feed.subs.clear()
     this.feeds.delete(id)
+    this.o.webhooks?.mailbox.unwatch?.(feed.key.channel, feed.key.clientId)
   }
 }

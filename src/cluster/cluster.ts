@@ -9,6 +9,7 @@ import { Notifier } from './notifier.js'
 import { openRedis, type RedisSettings } from './redis.js'
 import { RedisResultCache } from './result-cache.js'
 import { RedisLanes } from './send-lanes.js'
+import { RedisMailStore } from './mail-store.js'
 
 export interface ClusterOptions {
   config: Config
@@ -25,15 +26,26 @@ export class Cluster {
   readonly results: RedisResultCache
   readonly lanes: RedisLanes
   private readonly clients: ReturnType<typeof openRedis>[]
+  private readonly log: HealthLog
+  /** Where Redis is, without credentials, for logs. */
+  private readonly where: string
+  private readonly redis: ReturnType<typeof openRedis>
+  private readonly notifier: Notifier
+  private readonly prefix: string
 
   constructor (o: ClusterOptions) {
     const c = o.config
+    this.log = o.log
+    this.where = o.redis.url.split(',').map((u) => { const url = new URL(u.trim()); return `${url.protocol}//${url.host}` }).join(',')
     const redis = openRedis(o.redis, 'cmd')
     const sub = openRedis(o.redis, 'sub')
     this.clients = [redis, sub]
     this.health = new RedisHealth(this.clients, o.log)
     const notifier = new Notifier(sub)
     const prefix = c.REDIS_PREFIX
+    this.redis = redis
+    this.notifier = notifier
+    this.prefix = prefix
     this.feeds = new ClusterFeeds({
       redis,
       notifier,
@@ -60,6 +72,11 @@ export class Cluster {
     this.lanes = new RedisLanes({ redis, notifier, health: this.health, prefix, aliveMs: c.REDIS_LEASE_MS })
   }
 
+  /** Webhook mail in Redis: a delivery taken by any instance reaches the client's sockets on all of them. */
+  mailStore (retentionMs: number, perClient: number): RedisMailStore {
+    return new RedisMailStore({ redis: this.redis, notifier: this.notifier, health: this.health, prefix: this.prefix, retentionMs, perClient })
+  }
+
   hub (local: LocalHub): ClusterHub {
     return new ClusterHub(local, this.feeds, this.health)
   }
@@ -73,6 +90,7 @@ export class Cluster {
       this.health.onChange((up) => { if (up) resolve() })
     })
     clearTimeout(timer)
+    if (!this.health.up) this.log.warn({ redis: this.where, error: this.health.error }, 'Redis does not answer: this instance takes no sockets until it does')
   }
 
   /** Closes the connections; call after the hub is closed. */

@@ -29,6 +29,9 @@ export interface MailStore {
   /** The entries after `pos`, or null when some entry after `pos` may have been dropped. */
   after: (channel: string, clientId: string, pos: number) => Promise<MailboxEntry[] | null>
   onMail: (listener: MailListener) => void
+  /** A client has a feed here, or no longer: a shared store tells this instance of that client's new mail. */
+  watch?: (channel: string, clientId: string) => void
+  unwatch?: (channel: string, clientId: string) => void
 }
 
 interface Box { entries: MailboxEntry[], trimmedUpTo: number }
