@@ -1,7 +1,7 @@
 import t from 'tap'
 import { startEmulator } from '../src/emulator/index.js'
 import { TOKEN, until } from './fixtures/bridge.js'
-import { ownerOf, redisSkip, startInstance, startRedis, uniquePrefix, Visitor, type Instance } from './fixtures/cluster.js'
+import { freePort, ownerOf, redisSkip, RedisServer, startInstance, startRedis, uniquePrefix, Visitor, type Instance } from './fixtures/cluster.js'
 import { TestClient } from './fixtures/ws-client.js'
 
 t.test('Redis stops and starts again (empty) during traffic: open sockets stay, nothing lost or doubled, full recovery', { skip: redisSkip() }, async (t) => {
@@ -68,4 +68,25 @@ t.test('Redis stops and starts again (empty) during traffic: open sockets stay, 
   t.equal(again.ok, true, 'the resend runs once Redis is back')
   t.same(await Promise.all(instances.map(async (i) => await i.metric('bridge_cluster_polls_owned'))).then((o) => o.reduce((a, b) => a + b, 0)), 1, 'one instance polls again')
   t.ok(await new TestClient(instances[1]!.url).open().then((c) => { c.ws.terminate(); return true }), 'new sockets are taken again')
+})
+
+t.test('an instance started while Redis is down waits, not ready, and serves once Redis comes', { skip: redisSkip() }, async (t) => {
+  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
+  t.teardown(async () => { await emulator.close() })
+  const redis = new RedisServer(await freePort())
+  t.teardown(async () => { await redis.stop() })
+  const inst = await startInstance(t, { upstream: emulator.url, redisUrl: redis.url, prefix: uniquePrefix(t, redis.url) })
+  const warned = await inst.log((l) => l.msg.startsWith('Redis does not answer'))
+  t.match(warned, { level: 40, redis: redis.url }, 'the log says why it is not ready, and where Redis should be')
+  t.equal(await inst.readyz(), 503, 'not ready')
+  await redis.start()
+  await inst.log((l) => l.msg === 'Redis is available')
+  t.equal(await inst.readyz(), 200, 'ready once Redis answers')
+  const v = new Visitor('tab', () => inst)
+  t.teardown(() => { v.stop() })
+  await v.connect()
+  await until(() => emulator.activePolls(TOKEN, v.clientId as string, 'tab') === 1, 10_000, 'the upstream poll')
+  emulator.agentReply(TOKEN, v.clientId as string, 'hello')
+  await v.sees(['hello'])
+  t.pass('events flow')
 })

@@ -49,6 +49,12 @@ export class RedisHealth {
 
   get up (): boolean { return this.state }
 
+  /** The last error seen, as text. */
+  get error (): string {
+    const err = this.lastError
+    return err instanceof Error ? err.message : err === undefined ? 'connection lost' : String(err)
+  }
+
   /** Called with the new state whenever it changes. */
   onChange (fn: (up: boolean) => void): void { this.listeners.push(fn) }
 
@@ -83,8 +89,7 @@ export class RedisHealth {
     } else {
       this.downSince = Date.now()
       this.outages++
-      const err = this.lastError
-      this.log.warn({ error: err instanceof Error ? err.message : err === undefined ? 'connection lost' : String(err) }, 'Redis is unavailable: open sockets are kept, new ones are refused until it is back')
+      this.log.warn({ error: this.error }, 'Redis is unavailable: open sockets are kept, new ones are refused until it is back')
     }
     for (const fn of this.listeners) fn(up)
   }
