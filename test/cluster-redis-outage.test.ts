@@ -1,4 +1,5 @@
 import t from 'tap'
+import { Redis } from 'ioredis'
 import { startEmulator } from '../src/emulator/index.js'
 import { TOKEN, until } from './fixtures/bridge.js'
 import { freePort, ownerOf, redisSkip, RedisServer, startInstance, startRedis, uniquePrefix, Visitor, type Instance } from './fixtures/cluster.js'
@@ -89,4 +90,43 @@ t.test('an instance started while Redis is down waits, not ready, and serves onc
   emulator.agentReply(TOKEN, v.clientId as string, 'hello')
   await v.sees(['hello'])
   t.pass('events flow')
+})
+
+t.test('a Redis that stalls (CLIENT PAUSE) longer than REDIS_TIMEOUT_MS counts as down, then recovers; nothing lost or doubled', { skip: redisSkip() }, async (t) => {
+  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
+  t.teardown(async () => { await emulator.close() })
+  const redis = await startRedis(t)
+  const admin = new Redis(redis.url)
+  t.teardown(() => { admin.disconnect() })
+  const env = { upstream: emulator.url, redisUrl: redis.url, prefix: uniquePrefix(t, redis.url) }
+  const instances: Instance[] = await Promise.all([0, 1].map(async () => await startInstance(t, env)))
+  const first = new Visitor('tab', () => instances[0] as Instance)
+  await first.connect()
+  const second = new Visitor('tab', () => instances[1] as Instance, { ticket: first.ticket as string, clientId: first.clientId as string })
+  await second.connect()
+  t.teardown(() => { first.stop(); second.stop() })
+  const clientId = first.clientId as string
+  await until(() => emulator.activePolls(TOKEN, clientId, 'tab') === 1, 10_000, 'the upstream poll')
+
+  const texts: string[] = []
+  const publish = async (n: number, label: string): Promise<void> => {
+    for (let i = 0; i < n; i++) {
+      texts.push(`${label}-${i}`)
+      emulator.agentReply(TOKEN, clientId, `${label}-${i}`)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+  await publish(10, 'before')
+  const marks = instances.map((i) => i.logs.length)
+  await admin.call('CLIENT', 'PAUSE', '2500', 'ALL')
+  await publish(30, 'stalled')
+  await Promise.all(instances.map(async (i) => await i.log((l) => l.msg.startsWith('Redis is unavailable') && i.logs.indexOf(l) >= (marks[instances.indexOf(i)] as number))))
+  t.pass('both instances noticed')
+  await Promise.all(instances.map(async (i, k) => await i.log((l) => l.msg === 'Redis is available' && i.logs.indexOf(l) >= (marks[k] as number))))
+  await publish(10, 'after')
+  await Promise.all([first, second].map(async (v) => { await v.sees(texts, 30_000) }))
+  for (const v of [first, second]) {
+    t.same(v.tally(texts), { lost: 0, doubled: 0 }, `${v.instance?.name ?? ''}: all ${texts.length} events once`)
+    t.equal(v.reconnects, 0, 'the socket stayed open')
+  }
 })
