@@ -39,7 +39,7 @@ const now = (): number => performance.timeOrigin + performance.now()
 /** One addressable target of a publish: what the upstream calls a client. */
 interface Target { clientId: string }
 
-interface WsClient { ws: WebSocket, clientId: string, cid: string, pending: Map<string, number> }
+interface WsClient { ws: WebSocket, clientId: string, cid: string, tab: number, pending: Map<string, number> }
 
 interface Poller { clientId: string, cid: string, client: Client, socket: Socket | undefined }
 
@@ -80,16 +80,18 @@ class LoadGen {
     const one = async (): Promise<void> => {
       while (i < clients) {
         i++
-        const first = await this.open(url, {})
+        const first = await this.open(url, {}, 0)
         this.targets.push({ clientId: first.clientId })
-        for (let t = 1; t < tabs; t++) await this.open(url, { auth: first.ticket, ...(shareCid ? { cid: first.cid } : {}) })
+        for (let t = 1; t < tabs; t++) await this.open(url, { auth: first.ticket, ...(shareCid ? { cid: first.cid } : {}) }, t)
       }
     }
     await Promise.all(Array.from({ length: 64 }, one))
+    // First tabs first: requests taken in this order go to different clients, whose sends the bridge runs in parallel.
+    this.sockets.sort((a, b) => a.tab - b.tab)
     return { sockets: this.sockets.length, targets: this.targets.length }
   }
 
-  private async open (url: string, hello: Record<string, unknown>): Promise<{ clientId: string, cid: string, ticket: string }> {
+  private async open (url: string, hello: Record<string, unknown>, tab: number): Promise<{ clientId: string, cid: string, ticket: string }> {
     const ws = new WebSocket(url, 'chatapi-bridge.v1', { perMessageDeflate: false })
     const welcome = await new Promise<Record<string, string>>((resolve, reject) => {
       ws.once('error', reject)
@@ -100,7 +102,7 @@ class LoadGen {
         else reject(new Error(`expected welcome, got ${String(data).slice(0, 200)}`))
       })
     })
-    const client: WsClient = { ws, clientId: welcome.clientId as string, cid: welcome.cid as string, pending: new Map() }
+    const client: WsClient = { ws, clientId: welcome.clientId as string, cid: welcome.cid as string, tab, pending: new Map() }
     ws.on('error', () => { this.errors++ })
     ws.on('message', (data) => { this.onFrame(client, data as Buffer) })
     this.sockets.push(client)

@@ -35,17 +35,17 @@ const settings = {
   memorySizes: full ? [1000, 5000, 10_000] : [1000, 5000],
   /** Events per second published during a latency window, spread over the clients at random. */
   latencyRate: 200,
-  latencySeconds: full ? 10 : 4,
+  latencySeconds: full ? 10 : 3,
   /** Requests per second during a round-trip window. */
   requestRate: 100,
-  requestSeconds: full ? 8 : 3,
+  requestSeconds: full ? 8 : 2,
   throughputClients: 100,
   throughputTabs: 10,
-  throughputSeconds: full ? 10 : 4,
+  throughputSeconds: full ? 10 : 3,
   throughputConcurrency: 64,
   upstreamClients: 100,
   upstreamTabs: 3,
-  upstreamSeconds: full ? 60 : 12,
+  upstreamSeconds: full ? 60 : 10,
   upstreamHoldMs: full ? 25_000 : 3000,
   /** Each client gets an event this often on average in the upstream-load scenario. */
   upstreamEventEveryS: 10,
