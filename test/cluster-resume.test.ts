@@ -76,4 +76,26 @@ t.test('a cursor resumes on another instance, from Redis or from the upstream', 
     await said(d, 'e7')
     t.same(texts(d.events()), ['e6', 'e7'], 'what came while nobody polled, then live events, once each')
   })
+
+  await t.test('the welcome\'s cursor of a socket that had no event yet resumes on another instance', async (t) => {
+    const q1 = await open(one, { auth: ticket, cid: 'quiet' })
+    await until(() => emulator.activePolls(TOKEN, clientId, 'quiet') === 1, 10_000, 'the upstream poll')
+    emulator.agentReply(TOKEN, clientId, 'x1')
+    await said(q1, 'x1')
+    // A socket on another instance: its welcome names the stream's last event, and an event right after the welcome is its own.
+    const q2 = await open(two, { auth: ticket, cid: 'quiet' })
+    t.type(q2.welcome.cursor, 'string', 'the welcome carries a cursor')
+    emulator.agentReply(TOKEN, clientId, 'x2')
+    await said(q2, 'x2')
+    t.same(texts(q2.events()), ['x2'])
+    const cursor = q2.welcome.cursor as string
+    q2.close()
+    await q2.closed()
+    const q3 = await open(two, { auth: ticket, cid: 'quiet', resume: cursor })
+    t.equal(q3.welcome.resumed, true)
+    await said(q3, 'x2')
+    t.same(texts(q3.events()), ['x2'], 'what came after the welcome, once')
+    q1.close()
+    q3.close()
+  })
 })

@@ -77,11 +77,14 @@ export class StreamSource implements FeedSource {
   private paused = false
   private reading = false
   private again = false
-  private ready = false
+  private isReady = false
   private initializing = false
   private acquiring = false
   private stopped = false
   private owner: Ownership | undefined
+  private started: (() => void) | undefined
+  /** Resolves when the point where reading begins is known. */
+  readonly ready: Promise<void>
   private readonly onNotify = (message: string): void => {
     if (message === 'release') void this.tryAcquire()
     else if (message === 'fatal') this.o.onFatal()
@@ -95,12 +98,15 @@ export class StreamSource implements FeedSource {
     this.at = o.start
     if (o.start !== undefined) this.boundary.add(o.start.hash)
     this.startPending = o.start !== undefined
+    this.ready = new Promise((resolve) => { this.started = resolve })
   }
 
   get position (): number | undefined { return this.at?.ts }
   get isPaused (): boolean { return this.paused }
   get owns (): boolean { return this.owner !== undefined }
   get held (): number { return this.owner?.held.length ?? 0 }
+  /** The last event handed over, or where reading began. */
+  get last (): CursorPosition | undefined { return this.at }
 
   start (): void { void this.initialize() }
 
@@ -127,7 +133,7 @@ export class StreamSource implements FeedSource {
   /** Keeps the lease (or bids for it), and looks for entries a lost notification may have hidden. */
   async tick (): Promise<void> {
     if (this.stopped) return
-    if (!this.ready) {
+    if (!this.isReady) {
       await this.initialize()
       return
     }
@@ -142,14 +148,15 @@ export class StreamSource implements FeedSource {
   }
 
   private async initialize (): Promise<void> {
-    if (this.initializing || this.ready || this.stopped) return
+    if (this.initializing || this.isReady || this.stopped) return
     this.initializing = true
     try {
       await this.c.notifier.listen(this.keys.notify, this.onNotify)
       await this.findStart()
       this.c.health.ok()
       if (this.stopped) return
-      this.ready = true
+      this.isReady = true
+      this.started?.()
     } catch (err) {
       this.c.health.failed(err)
       return
@@ -201,7 +208,7 @@ export class StreamSource implements FeedSource {
   }
 
   private async read (): Promise<void> {
-    if (!this.ready || this.stopped) return
+    if (!this.isReady || this.stopped) return
     if (this.reading) {
       this.again = true
       return
@@ -276,7 +283,7 @@ export class StreamSource implements FeedSource {
   }
 
   private async tryAcquire (): Promise<void> {
-    if (!this.ready || this.stopped || this.acquiring || this.owner !== undefined) return
+    if (!this.isReady || this.stopped || this.acquiring || this.owner !== undefined) return
     this.acquiring = true
     try {
       const got = await this.c.streams.acquire(this.keys, this.c.instance)
