@@ -151,7 +151,7 @@ t.test('no welcome in time: the socket is given up and a new one tried', async (
   t.equal((await connected).clientId, 'client-1')
 })
 
-for (const code of [1003, 1009, 4403, 4502]) {
+for (const code of [1003, 1009, 4403, 4404, 4502]) {
   t.test(`close ${code}: closed for good, pending requests fail`, async (t) => {
     const fake = await fakeBridge(t)
     const client = makeClient(t, { url: fake.url })

@@ -27,7 +27,7 @@ t.test('backoff: full jitter below min(max, base * 2^n)', async (t) => {
 })
 
 t.test('close codes: the table of the protocol', async (t) => {
-  for (const code of [1003, 1009, 4401, 4403, 4502]) t.equal(closeAction(code), 'stop', `${code} stops`)
+  for (const code of [1003, 1009, 4401, 4403, 4404, 4502]) t.equal(closeAction(code), 'stop', `${code} stops`)
   for (const code of [1000, 1001, 1006, 1011, 1012, 4408, 4409, 4999]) t.equal(closeAction(code), 'reconnect', `${code} reconnects`)
   t.equal(closeAction(4429), 'slow-down')
   t.equal(closeAction(1013), 'slow-down')

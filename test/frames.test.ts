@@ -1,5 +1,4 @@
 import t from 'tap'
-import WebSocket from 'ws'
 import { startBridge } from './fixtures/bridge.js'
 
 t.test('bad frames get BAD_REQUEST and the socket stays open', async (t) => {
@@ -72,13 +71,9 @@ t.test('a socket that stops answering pings is ended', async (t) => {
   t.ok(code === 1006 || code === 1000 || code > 0, `socket ended (${code})`)
 })
 
-t.test('an unknown channel is refused before the upgrade with 404', async (t) => {
+t.test('an unknown channel closes the socket with 4404', async (t) => {
   const h = await startBridge(t)
-  const status = await new Promise<number>((resolve, reject) => {
-    const ws = new WebSocket(`${h.wsUrl}?channel=nope`, ['chatapi-bridge.v1'])
-    ws.on('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); ws.terminate() })
-    ws.on('open', () => { reject(new Error('upgraded')) })
-    ws.on('error', () => {})
-  })
-  t.equal(status, 404)
+  const c = await h.connect({ query: '?channel=nope' })
+  t.equal(await c.closed(), 4404)
+  t.equal(c.frames.length, 0, 'nothing was said on it')
 })

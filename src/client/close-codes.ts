@@ -20,6 +20,7 @@ export const CLOSE_CODES: Readonly<Record<number, { action: CloseAction, meaning
   1013: { action: 'slow-down', meaning: 'the server is busy' },
   4401: { action: 'stop', meaning: 'credential missing, invalid or expired' },
   4403: { action: 'stop', meaning: 'origin not allowed' },
+  4404: { action: 'stop', meaning: 'the bridge serves no channel of that name' },
   4408: { action: 'reconnect', meaning: 'no hello in time' },
   4409: { action: 'reconnect', meaning: 'too slow to read events' },
   4429: { action: 'slow-down', meaning: 'too many frames' },

@@ -37,9 +37,6 @@ export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promis
       if (!app.bridge.ready) {
         return await reply.code(503).send({ error: 'SHUTTING_DOWN', message: 'the bridge is not taking sockets now' })
       }
-      if (channelOf(req, names, o.config.DEFAULT_CHANNEL) === undefined) {
-        return await reply.code(404).send({ error: 'UNKNOWN_CHANNEL', message: `pick a channel with ?channel=, one of: ${names.join(', ')}` })
-      }
     }
   }, (socket, req) => {
     const origin = req.headers.origin
@@ -49,7 +46,13 @@ export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promis
       socket.close(CloseCode.FORBIDDEN_ORIGIN, closeReason[CloseCode.FORBIDDEN_ORIGIN])
       return
     }
-    const channel = channelOf(req, names, o.config.DEFAULT_CHANNEL) as string
+    const channel = channelOf(req, names, o.config.DEFAULT_CHANNEL)
+    // Refused after the upgrade, with a close code: a browser cannot see the status of a refused upgrade.
+    if (channel === undefined) {
+      req.log.info({ channel: (req.query as Record<string, unknown>).channel }, 'unknown channel')
+      socket.close(CloseCode.UNKNOWN_CHANNEL, closeReason[CloseCode.UNKNOWN_CHANNEL])
+      return
+    }
     // Two references would keep the upgrade request, its reply and their
     // hooks alive as long as the socket (about 2 KB per idle socket):
     // @fastify/websocket's own 'error' listener (the session logs socket
