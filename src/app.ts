@@ -128,7 +128,8 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     bufferSize: config.EVENT_BUFFER,
     backoffBaseMs: config.BACKOFF_BASE_MS,
     backoffMaxMs: config.BACKOFF_MAX_MS,
-    resumeWaitMs: Math.min(config.REQUEST_TIMEOUT_MS, 5000),
+    // A busy upstream may take a while to answer the first poll of a resume; a gap is worse than a slow welcome.
+    resumeWaitMs: Math.max(config.REQUEST_TIMEOUT_MS, 5000),
     maxFeeds: config.MAX_POLLS,
     gate,
     source: cluster?.feeds.source,

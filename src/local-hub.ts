@@ -50,6 +50,11 @@ export interface FeedSourceOptions {
   key: FeedKey
   /** Start right after this upstream event. */
   start: CursorPosition | undefined
+  /**
+   * Without `start`: the socket resumes from before the connection's first
+   * event, so everything the upstream has for the connection is new to it.
+   */
+  fromStart?: boolean
   log: PollLog
   /** New events, in upstream order, each once. */
   onEvents: (events: FeedEvent[]) => void
@@ -236,6 +241,7 @@ export class LocalHub implements Hub {
       source: this.source({
         key,
         start: resume?.poll,
+        fromStart: resume !== undefined && resume.poll === undefined,
         log,
         onEvents: (events) => { this.publish(feed, events) },
         onFatal: () => { this.rejectChannel(key.channel) },
@@ -276,6 +282,7 @@ export class LocalHub implements Hub {
       backoffBaseMs: this.o.backoffBaseMs,
       backoffMaxMs: this.o.backoffMaxMs,
       start: s.start,
+      fromStart: s.fromStart,
       gate: this.o.gate,
       streak: this.streakOf(key.channel)
     })
@@ -316,9 +323,10 @@ export class LocalHub implements Hub {
     const stopBefore = firstPolled?.pos.poll
     const stopAfter = firstPolled === undefined ? feed.pos.poll : undefined
     let polled: FeedEvent[] = []
-    if (resume.poll === undefined || (stopBefore === undefined && stopAfter === undefined)) {
-      if (resume.poll !== undefined || stopBefore !== undefined || stopAfter !== undefined) return fail(OLDER_THAN_KEPT)
-    } else if (!(stopAfter !== undefined && samePoll(stopAfter, resume.poll))) {
+    if (stopBefore === undefined && stopAfter === undefined) {
+      // The feed has polled nothing yet; a cursor from before it cannot be bounded, one from its start needs nothing.
+      if (resume.poll !== undefined) return fail(OLDER_THAN_KEPT)
+    } else if (!(stopAfter !== undefined && resume.poll !== undefined && samePoll(stopAfter, resume.poll))) {
       const read = await this.readBetween(feed.key, resume.poll, stopBefore, stopAfter)
       if (typeof read === 'string') return feed.subs.get(sub) === state ? fail(read) : { resumed: false, gap: read }
       polled = read
@@ -344,18 +352,19 @@ export class LocalHub implements Hub {
    * The upstream events after `from`, up to (not including) `stopBefore` or
    * up to and including `stopAfter`; or why they cannot be had.
    */
-  private async readBetween (key: FeedKey, from: CursorPosition, stopBefore?: CursorPosition, stopAfter?: CursorPosition): Promise<FeedEvent[] | string> {
+  private async readBetween (key: FeedKey, from: CursorPosition | undefined, stopBefore?: CursorPosition, stopAfter?: CursorPosition): Promise<FeedEvent[] | string> {
     const api = this.o.apis.get(key.channel) as ChatApi
     const out: FeedEvent[] = []
     const seen = new Set<string>()
-    let foundCursor = false
-    let ts = from.ts
+    // Without a cursor event, from the connection's first event on.
+    let foundCursor = from === undefined
+    let ts = from?.ts ?? 0
     try {
       for (let page = 0; page < CATCH_UP_PAGES; page++) {
         const events = parseAnswer(await api.events({ clientId: key.clientId, cid: key.cid, all: key.all, ts }))
         for (const ev of events) {
           if (!foundCursor) {
-            foundCursor = samePoll(ev, from)
+            foundCursor = from !== undefined && samePoll(ev, from)
             continue
           }
           if (stopBefore !== undefined && samePoll(ev, stopBefore)) return out

@@ -26,6 +26,8 @@ export interface PollerOptions {
   backoffBaseMs: number
   backoffMaxMs: number
   start?: CursorPosition | undefined
+  /** With no `start`: ask from the connection's beginning (ts 0) rather than from the server-side cursor. */
+  fromStart?: boolean | undefined
   /** Shared by the pollers of a channel, so an outage is logged once, not once per poller. */
   streak?: StreakLog | undefined
   /** Paces the first poll of new pollers, so a reconnect storm is not a storm upstream. */
@@ -97,6 +99,8 @@ export class Poller {
     if (opts.start !== undefined) {
       this.lastTs = opts.start.ts
       this.resumeHash = opts.start.hash
+    } else if (opts.fromStart === true) {
+      this.lastTs = 0
     }
   }
 

@@ -72,3 +72,41 @@ t.test('a cursor that cannot be honoured gives resumed:false and a gap reason', 
   t.equal(fresh.welcome.resumed, false)
   t.equal(fresh.welcome.gap, undefined, 'no resume asked, no gap')
 })
+
+t.test('the welcome cursor resumes a connection from its first event, after its feed ended', async (t) => {
+  const h = await startBridge(t, { POLL_LINGER_MS: '0' })
+  const a = await h.client({ cid: 'tab' })
+  const clientId = a.welcome.clientId as string
+  t.type(a.welcome.cursor, 'string', 'a fresh welcome carries a cursor')
+  await until(() => h.emulator.activePolls(TOKEN, clientId, 'tab') === 1, 5000, 'poll')
+  for (const text of ['e1', 'e2']) {
+    h.emulator.agentReply(TOKEN, clientId, text)
+    await a.next((f) => f.type === 'event' && texts([f])[0] === text)
+  }
+  // The client processed none of them (it crashed, say) and comes back after its feed is gone.
+  a.close()
+  await a.closed()
+  await until(() => h.app.bridge.hub.stats().feeds === 0, 5000, 'the feed to end')
+  h.emulator.agentReply(TOKEN, clientId, 'e3')
+  const b = await h.client({ auth: a.welcome.ticket, cid: 'tab', resume: a.welcome.cursor })
+  t.equal(b.welcome.resumed, true)
+  await b.next((f) => f.type === 'event' && texts([f])[0] === 'e3')
+  t.same(texts(b.events()), ['e1', 'e2', 'e3'])
+})
+
+t.test('the welcome cursor resumes from the first event while the feed lives on beyond memory', async (t) => {
+  const h = await startBridge(t, { EVENT_BUFFER: '1' })
+  const keeper = await h.client({ cid: 'tab' })
+  const clientId = keeper.welcome.clientId as string
+  await until(() => h.emulator.activePolls(TOKEN, clientId, 'tab') === 1, 5000, 'poll')
+  const a = await h.client({ auth: keeper.welcome.ticket, cid: 'tab' })
+  for (const text of ['e1', 'e2', 'e3']) {
+    h.emulator.agentReply(TOKEN, clientId, text)
+    await keeper.next((f) => f.type === 'event' && texts([f])[0] === text)
+  }
+  const b = await h.client({ auth: keeper.welcome.ticket, cid: 'tab', resume: a.welcome.cursor })
+  t.equal(b.welcome.resumed, true, 'read back from the upstream')
+  h.emulator.agentReply(TOKEN, clientId, 'e4')
+  await b.next((f) => f.type === 'event' && texts([f])[0] === 'e4')
+  t.same(texts(b.events()), ['e1', 'e2', 'e3', 'e4'])
+})
