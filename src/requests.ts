@@ -78,6 +78,8 @@ export class Requests {
   private readonly o: RequestsOptions
   private readonly results: ResultCache
   private readonly lanes: SendLanes
+  /** Sends of one client in this process, in the order they arrived, before any store is asked. */
+  private readonly arrivals = new MemoryLanes()
   private closing = false
 
   constructor (opts: RequestsOptions) {
@@ -92,8 +94,10 @@ export class Requests {
   /** The `result` frame for a request, as JSON. */
   async handle (ctx: RequestContext, req: RequestFrame): Promise<string> {
     const key = `${ctx.channel}\n${ctx.clientId}\n${req.id}`
+    const once = async (): Promise<string> => await this.results.once(key, async () => await this.run(ctx, req), keepable)
     try {
-      return await this.results.once(key, async () => await this.run(ctx, req), keepable)
+      // A shared result store answers lookups of different ids in any order: keep the client's own order first.
+      return isSend(req) ? await this.arrivals.run(laneOf(ctx), once) : await once()
     } catch (err) {
       // The result store failed (a shared store that is down): nothing went upstream, so a resend may run it.
       return JSON.stringify({ type: 'result', id: req.id, ok: false, error: errorBody(err) })
@@ -107,8 +111,8 @@ export class Requests {
       if (api === undefined) throw new BridgeError(ErrorCode.BAD_REQUEST, `unknown channel "${ctx.channel}"`)
       const call = callFor(req, ctx.clientId, ctx.cid)
       const exec = async (): Promise<unknown> => await api.call(call)
-      const result = req.type === 'send' || req.type === 'sendAsync'
-        ? await this.lanes.run(`${ctx.channel}\n${ctx.clientId}`, exec)
+      const result = isSend(req)
+        ? await this.lanes.run(laneOf(ctx), exec)
         : await exec()
       return JSON.stringify({ type: 'result', id: req.id, ok: true, result })
     } catch (err) {
@@ -118,6 +122,14 @@ export class Requests {
     }
   }
 
+}
+
+function isSend (req: RequestFrame): boolean {
+  return req.type === 'send' || req.type === 'sendAsync'
+}
+
+function laneOf (ctx: RequestContext): string {
+  return `${ctx.channel}\n${ctx.clientId}`
 }
 
 /** A result worth keeping for resends: every success and every failure that a retry would not change. */
