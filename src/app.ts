@@ -116,7 +116,7 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   const gate = new PollGate(config.POLL_STARTS_PER_S, Math.max(1, Math.ceil(config.POLL_STARTS_PER_S)))
   const redis = redisSettings(config)
   // With REDIS_URL, instances share upstream polls, results, send lanes and webhook mail through Redis.
-  const cluster = redis === undefined ? undefined : new Cluster({ config, redis, apis, gate, log: app.log.child({ component: 'redis' }) })
+  const cluster = redis === undefined ? undefined : new Cluster({ config, redis, apis, gate, log: app.log.child({ component: 'redis' }), pollLog: hubLog })
   const webhooks = config.WEBHOOK_SECRET === undefined
     ? undefined
     : { mailbox: cluster?.mailStore(config.WEBHOOK_RETENTION_MS, MAIL_PER_CLIENT) ?? localMailbox(app, config.WEBHOOK_RETENTION_MS), echoes: new Echoes(config.WEBHOOK_RETENTION_MS) }

@@ -3,6 +3,8 @@ import type { CursorPosition } from '../cursor.js'
 import { feedId, type FeedKey } from '../hub.js'
 import type { FeedSource, FeedSourceOptions } from '../local-hub.js'
 import type { PollGate } from '../poll-gate.js'
+import type { PollLog } from '../poller.js'
+import { StreakLog } from '../streak-log.js'
 import type { ChatApi } from '../upstream/client.js'
 import { FeedStreams } from './feed-stream.js'
 import type { RedisHealth } from './health.js'
@@ -23,6 +25,7 @@ export interface ClusterFeedsOptions {
   backoffBaseMs: number
   backoffMaxMs: number
   gate?: PollGate | undefined
+  log: PollLog
 }
 
 /**
@@ -40,6 +43,8 @@ export class ClusterFeeds {
   private readonly releases = new Set<Promise<void>>()
   private readonly timer: NodeJS.Timeout
   private ownedCount = 0
+  /** One failure streak per channel: an upstream outage is one story, however many polls see it. */
+  private readonly streaks = new Map<string, StreakLog>()
   /** Leases taken and gaps the upstream could not fill, since start. */
   readonly counts = { acquired: 0, lost: 0 }
 
@@ -71,6 +76,7 @@ export class ClusterFeeds {
       backoffBaseMs: this.o.backoffBaseMs,
       backoffMaxMs: this.o.backoffMaxMs,
       gate: this.o.gate,
+      streak: this.streakOf(o.key.channel),
       onOwner: (owns) => {
         this.ownedCount += owns ? 1 : -1
         if (owns) this.counts.acquired++
@@ -82,6 +88,19 @@ export class ClusterFeeds {
     const source = new StreamSource(o, ctx, feedKeys(this.o.prefix, o.key))
     this.sources.set(id, source)
     return source
+  }
+
+  private streakOf (channel: string): StreakLog {
+    let streak = this.streaks.get(channel)
+    if (streak === undefined) {
+      const log = this.o.log
+      streak = new StreakLog({
+        warn: (obj, msg) => { log.warn({ channel, ...obj }, msg) },
+        info: (obj, msg) => { log.info({ channel, ...obj }, msg) }
+      })
+      this.streaks.set(channel, streak)
+    }
+    return streak
   }
 
   has (key: FeedKey): boolean { return this.sources.has(feedId(key)) }

@@ -17,6 +17,8 @@ export interface ClusterOptions {
   apis: Map<string, ChatApi>
   gate?: PollGate | undefined
   log: HealthLog
+  /** Where the upstream polls this instance runs for the cluster log their failures; `log` by default. */
+  pollLog?: HealthLog | undefined
 }
 
 /** Everything an instance needs to share its work through Redis, and its connections. */
@@ -59,7 +61,8 @@ export class Cluster {
       streamTtlMs: c.REDIS_STREAM_TTL_MS,
       backoffBaseMs: c.BACKOFF_BASE_MS,
       backoffMaxMs: c.BACKOFF_MAX_MS,
-      gate: o.gate
+      gate: o.gate,
+      log: o.pollLog ?? o.log
     })
     this.results = new RedisResultCache({
       redis,

@@ -2,6 +2,7 @@ import type { CursorPosition } from '../cursor.js'
 import type { FeedSource, FeedSourceOptions } from '../local-hub.js'
 import type { PollGate } from '../poll-gate.js'
 import { Poller, type FeedEvent } from '../poller.js'
+import type { StreakLog } from '../streak-log.js'
 import type { ChatApi } from '../upstream/client.js'
 import { eventsBetween } from './catch-up.js'
 import { MAX_SEQ, type FeedStreams, type StreamEntry } from './feed-stream.js'
@@ -22,6 +23,8 @@ export interface StreamSourceContext {
   backoffBaseMs: number
   backoffMaxMs: number
   gate?: PollGate | undefined
+  /** Upstream failures of the channel's polls, logged once per streak. */
+  streak?: StreakLog | undefined
   /** This source took the lease (`true`) or gave it up (`false`). */
   onOwner: (owns: boolean) => void
   /** The stream had a gap that the upstream could not fill. */
@@ -346,7 +349,8 @@ export class StreamSource implements FeedSource {
       backoffBaseMs: this.c.backoffBaseMs,
       backoffMaxMs: this.c.backoffMaxMs,
       start,
-      gate: this.c.gate
+      gate: this.c.gate,
+      streak: this.c.streak
     })
     this.owner = own
     this.c.onOwner(true)
