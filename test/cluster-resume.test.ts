@@ -98,4 +98,22 @@ t.test('a cursor resumes on another instance, from Redis or from the upstream', 
     q1.close()
     q3.close()
   })
+
+  await t.test('a welcome cursor from before the first event resumes from the connection\'s start on another instance', async (t) => {
+    const n1 = await open(one, { cid: 'new' })
+    const newcomer = n1.welcome.clientId as string
+    await until(() => emulator.activePolls(TOKEN, newcomer, 'new') === 1, 10_000, 'the upstream poll')
+    // The events reach the socket and the stream, but the client drops before it processes them.
+    emulator.agentReply(TOKEN, newcomer, 'n1')
+    emulator.agentReply(TOKEN, newcomer, 'n2')
+    await said(n1, 'n2')
+    n1.close()
+    await n1.closed()
+    const n2 = await open(two, { auth: n1.welcome.ticket, cid: 'new', resume: n1.welcome.cursor })
+    t.equal(n2.welcome.resumed, true)
+    await said(n2, 'n2')
+    emulator.agentReply(TOKEN, newcomer, 'n3')
+    await said(n2, 'n3')
+    t.same(texts(n2.events()), ['n1', 'n2', 'n3'], 'the connection from its start, then live events, once each')
+  })
 })

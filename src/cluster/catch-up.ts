@@ -41,3 +41,30 @@ export async function eventsBetween (api: ChatApi, key: FeedKey, from: CursorPos
   }
   return to === undefined ? out : 'events were missed and the upstream could not fill the gap'
 }
+
+/**
+ * Everything the upstream keeps for the connection, from its start (`ts` 0;
+ * the cid scopes it) up to and including `to`, or with no `to` up to the
+ * newest; or why it cannot be had.
+ */
+export async function eventsFromStart (api: ChatApi, key: FeedKey, to: CursorPosition | undefined): Promise<FeedEvent[] | string> {
+  const out: FeedEvent[] = []
+  const seen = new Set<string>()
+  let ts = 0
+  try {
+    for (let page = 0; page < PAGES; page++) {
+      const events = parseAnswer(await api.events({ clientId: key.clientId, cid: key.cid, all: key.all, ts }))
+      for (const ev of events) {
+        if (seen.has(`${ev.ts}.${ev.hash}`)) continue
+        seen.add(`${ev.ts}.${ev.hash}`)
+        out.push(ev)
+        if (to !== undefined && same(ev, to)) return out
+      }
+      if (events.length < UPSTREAM_PAGE) break
+      ts = (events.at(-1) as FeedEvent).ts
+    }
+  } catch {
+    return 'the upstream did not answer to fill the gap'
+  }
+  return to === undefined ? out : 'events were missed and the upstream could not fill the gap'
+}

@@ -141,6 +141,12 @@ export class FeedStreams {
     return rows.map(([id, fields]) => entryOf(id, fields))
   }
 
+  /** The oldest entry kept, in a list of one (or none). */
+  async first (k: FeedKeys): Promise<StreamEntry[]> {
+    const rows = await this.redis.xrange(k.stream, '-', '+', 'COUNT', 1)
+    return rows.map(([id, fields]) => entryOf(id, fields))
+  }
+
   async last (k: FeedKeys): Promise<StreamEntry | undefined> {
     const rows = await this.redis.xrevrange(k.stream, '+', '-', 'COUNT', 1)
     const row = rows[0]

@@ -4,7 +4,7 @@ import type { PollGate } from '../poll-gate.js'
 import { Poller, type FeedEvent } from '../poller.js'
 import type { StreakLog } from '../streak-log.js'
 import type { ChatApi } from '../upstream/client.js'
-import { eventsBetween } from './catch-up.js'
+import { eventsBetween, eventsFromStart } from './catch-up.js'
 import { MAX_SEQ, type FeedStreams, type StreamEntry } from './feed-stream.js'
 import type { RedisHealth } from './health.js'
 import type { FeedKeys } from './keys.js'
@@ -77,6 +77,8 @@ export class StreamSource implements FeedSource {
   private at: CursorPosition | undefined
   private boundary = new Set<string>()
   private startPending: boolean
+  /** The socket resumes from before the connection's first event: everything is new to it. */
+  private readonly fromStart: boolean
   private paused = false
   private reading = false
   private again = false
@@ -101,6 +103,7 @@ export class StreamSource implements FeedSource {
     this.at = o.start
     if (o.start !== undefined) this.boundary.add(o.start.hash)
     this.startPending = o.start !== undefined
+    this.fromStart = o.start === undefined && o.fromStart === true
     this.ready = new Promise((resolve) => { this.started = resolve })
   }
 
@@ -173,6 +176,10 @@ export class StreamSource implements FeedSource {
   /** Where reading begins: after the resume cursor's event, or after the newest event. */
   private async findStart (): Promise<void> {
     const start = this.o.start
+    if (this.fromStart) {
+      await this.findFromStart()
+      return
+    }
     if (start === undefined) {
       const last = await this.c.streams.last(this.keys)
       if (last !== undefined) {
@@ -202,6 +209,23 @@ export class StreamSource implements FeedSource {
     }
     this.accept(read)
     this.settleStart({ resumed: true })
+  }
+
+  /**
+   * Reading from the connection's start: the upstream from its start up to
+   * the stream's first event (the stream may begin later: an owner that
+   * started from the upstream's own cursor, a trimmed or expired stream),
+   * then the stream after it. If the upstream cannot say, the whole stream.
+   */
+  private async findFromStart (): Promise<void> {
+    const [row] = await this.c.streams.first(this.keys)
+    const read = await eventsFromStart(this.c.api, this.o.key, row === undefined ? undefined : posOf(row))
+    if (typeof read === 'string') {
+      this.o.log.warn({ reason: read }, 'a resume from the connection\'s start could not read its first events')
+      return
+    }
+    this.accept(read)
+    if (row !== undefined) this.lastId = row.id
   }
 
   private settleStart (outcome: { resumed: boolean, gap?: string }): void {
@@ -296,7 +320,7 @@ export class StreamSource implements FeedSource {
         this.c.release(this.keys, got.token)
         return
       }
-      this.own(got.token, got.last === undefined ? this.at : posOf(got.last))
+      this.own(got.token, got.last === undefined ? this.at : posOf(got.last), got.last === undefined && this.at === undefined && this.fromStart)
     } catch (err) {
       this.c.health.failed(err)
     } finally {
@@ -336,7 +360,8 @@ export class StreamSource implements FeedSource {
     }
   }
 
-  private own (token: string, start: CursorPosition | undefined): void {
+  /** Polls for the cluster from `start`, or from the connection's start (`fromStart`), or from the upstream's own cursor. */
+  private own (token: string, start: CursorPosition | undefined, fromStart = false): void {
     const own: Ownership = { token, chain: start, held: [], handed: 0, flushing: false, poller: undefined as unknown as Poller }
     const key = this.o.key
     own.poller = new Poller({
@@ -349,6 +374,7 @@ export class StreamSource implements FeedSource {
       backoffBaseMs: this.c.backoffBaseMs,
       backoffMaxMs: this.c.backoffMaxMs,
       start,
+      fromStart,
       gate: this.c.gate,
       streak: this.c.streak
     })
