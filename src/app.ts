@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import websocket from '@fastify/websocket'
 import type { Config, Channel } from './config.js'
@@ -82,7 +83,10 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     // A line per probe and per scrape is noise; at debug level every request is logged.
     logController: new LogController({ disableRequestLogging: config.LOG_LEVEL !== 'debug' && config.LOG_LEVEL !== 'trace' }),
     // A browser may keep a WebSocket open for hours; the server must not time it out.
-    requestTimeout: 0
+    requestTimeout: 0,
+    // By the time the server closes, every socket had its 1012 (preClose). A connection still open then
+    // (an upgrade caught halfway by the shutdown, say) would keep close() waiting forever: cut it.
+    forceCloseConnections: true
   })
   if (opts.channels.length === 0) throw new Error('at least one channel is needed')
 
@@ -158,11 +162,26 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   }
   app.decorate('bridge', { sessions, hub, channels: opts.channels, ready: false, metrics, metricsPort: undefined, drain })
 
+  // An upgrade's socket leaves the HTTP server's care: one refused during shutdown, and left half open
+  // by its client, would keep close() waiting forever. Track them, refuse new ones, cut what is left.
+  const upgrades = new Set<Socket>()
+  let closing = false
+  app.server.prependListener('upgrade', (_req: unknown, socket: Socket) => {
+    if (closing) {
+      socket.destroy()
+      return
+    }
+    upgrades.add(socket)
+    socket.once('close', () => { upgrades.delete(socket) })
+  })
+
   // Runs before @fastify/websocket's own preClose: sockets get 1012, not a bare close.
   app.addHook('preClose', async () => {
+    closing = true
     app.bridge.ready = false
     requests.shutdown()
     await sessions.closeAll(Math.min(config.SHUTDOWN_TIMEOUT_MS, 2000))
+    for (const socket of upgrades) socket.destroy()
     gate.close()
     await hub.close()
   })

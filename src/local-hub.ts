@@ -307,8 +307,12 @@ export class LocalHub implements Hub {
    * arriving meanwhile wait in `recent`, so the order holds.
    */
   private async catchUp (feed: Feed, sub: Subscriber, resume: StreamPosition): Promise<SubscribeResult> {
+    // What memory holds now bounds the catch-up; what arrives while it reads waits in memory behind it.
     const oldest = feed.recent[0]
-    const state: SubState = { lastSeq: feed.seq, behind: true }
+    const firstPolled = feed.recent.find((e) => e.kind === 'poll')
+    const seqNow = feed.seq
+    const posNow = feed.pos
+    const state: SubState = { lastSeq: seqNow, behind: true }
     feed.subs.set(sub, state)
     const fail = (gap: string): SubscribeResult => {
       state.lastSeq = feed.seq
@@ -318,10 +322,9 @@ export class LocalHub implements Hub {
     }
     const mail = await this.mailAfter(feed.key, resume.webhook)
     if (mail === null) return fail(WEBHOOKS_NOT_KEPT)
-    const firstPolled = feed.recent.find((e) => e.kind === 'poll')
     // Stop before the first polled event in memory; with none in memory, after the feed's own position.
     const stopBefore = firstPolled?.pos.poll
-    const stopAfter = firstPolled === undefined ? feed.pos.poll : undefined
+    const stopAfter = firstPolled === undefined ? posNow.poll : undefined
     let polled: FeedEvent[] = []
     if (stopBefore === undefined && stopAfter === undefined) {
       // The feed has polled nothing yet; a cursor from before it cannot be bounded, one from its start needs nothing.
@@ -332,7 +335,7 @@ export class LocalHub implements Hub {
       polled = read
     }
     if (feed.subs.get(sub) !== state) return { resumed: false, gap: 'socket closed' }
-    const webhookLimit = oldest?.before.webhook ?? feed.pos.webhook
+    const webhookLimit = oldest?.before.webhook ?? posNow.webhook
     let pos: StreamPosition = { poll: resume.poll, webhook: resume.webhook }
     for (const ev of polled) {
       pos = { poll: { ts: ev.ts, hash: ev.hash }, webhook: pos.webhook }
@@ -343,7 +346,7 @@ export class LocalHub implements Hub {
       pos = { poll: pos.poll, webhook: m.pos }
       sub.deliver(this.frameOf(feed, pos, m.json))
     }
-    state.lastSeq = oldest === undefined ? feed.seq : oldest.seq - 1
+    state.lastSeq = oldest === undefined ? seqNow : oldest.seq - 1
     this.replay(feed, sub, state)
     return { resumed: true }
   }

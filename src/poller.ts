@@ -233,6 +233,10 @@ export class Poller {
       this.o.log.warn({ code: e.code, status: e.details?.status, failures: this.failures }, `upstream poll failed: ${e.message}`)
     }
     // After a failure the server-side cursor may have moved past events we never got: ask by time.
+    // Before any event there is no upstream time to ask from but the connection's start (ts 0; the cid
+    // scopes it): a connection id the upstream knew before may then bring back older events, which is
+    // better than losing the ones the failed answer carried.
+    if (this.lastTs === undefined) this.lastTs = 0
     this.complete = false
     this.nextPage = false
     let delay = backoffDelay(this.failures, this.o.backoffBaseMs, this.o.backoffMaxMs, this.o.random)

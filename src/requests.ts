@@ -6,8 +6,12 @@ import { isChannelRejected, type ChatApi } from './upstream/client.js'
 
 export interface RequestContext { channel: string, clientId: string, cid: string }
 
-/** Failures a resend should retry rather than be told again. */
-const TRANSIENT = new Set<string>([ErrorCode.UPSTREAM_TIMEOUT, ErrorCode.UPSTREAM_UNAVAILABLE, ErrorCode.SHUTTING_DOWN, ErrorCode.RATE_LIMITED])
+/**
+ * Failures a resend should retry rather than be told again: the upstream did
+ * not act on them. A timeout is not one of them: the upstream may have taken
+ * the message, and a second try could send it twice.
+ */
+const TRANSIENT = new Set<string>([ErrorCode.UPSTREAM_UNAVAILABLE, ErrorCode.SHUTTING_DOWN, ErrorCode.RATE_LIMITED])
 
 /**
  * Where results are kept for resends. `once` runs `run` at most once per key
