@@ -108,9 +108,9 @@ t.test('the channel option picks the channel with ?channel=', async (t) => {
   t.equal(client.welcome?.channel, 'default')
   const wrong = new BridgeClient({ url: h.wsUrl, WebSocket, storage: new MemoryStorage(), channel: 'nope', backoff: { baseMs: 1, maxMs: 5 } })
   t.teardown(() => { wrong.close() })
-  const refused = new Promise((resolve) => { wrong.on('state', (s) => { if (s.state === 'reconnecting') resolve(s) }) })
+  const closed = new Promise((resolve) => { wrong.on('state', (s) => { if (s.state === 'closed') resolve(s) }) })
   void wrong.connect().catch(() => {})
-  t.match(await refused, { code: 1006 }, 'an unknown channel is refused before the upgrade (404), and retried')
+  t.match(await closed, { code: 4404 }, 'an unknown channel closes with 4404, and the client does not retry')
 })
 
 t.test('auth may be a function, called before each connect', async (t) => {

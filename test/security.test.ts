@@ -111,6 +111,8 @@ t.test('the channel token, tickets and credentials never reach a log line', asyn
   const again = await new TestClient(url).open()
   t.teardown(() => { again.ws.terminate() })
   await again.hello({ auth: ticket })
+  // The failed polls come after the event that the held poll brought: wait for their line.
+  await until(() => lines.some((l) => l.includes('upstream poll failed')), 10_000, 'the failures to be logged')
   const all = lines.join('')
   t.match(all, /hello refused/, 'the refused ticket is logged')
   t.match(all, /upstream poll failed/, 'the upstream failures are logged')
