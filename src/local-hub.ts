@@ -2,7 +2,7 @@ import { samePosition, type CursorCodec, type CursorPosition, type StreamPositio
 
 const samePoll = (a: CursorPosition, b: CursorPosition): boolean => a.ts === b.ts && a.hash === b.hash
 import type { ChatApi } from './upstream/client.js'
-import { Poller, UPSTREAM_PAGE, parseAnswer, type FeedEvent, type PollLog } from './poller.js'
+import { Poller, UPSTREAM_PAGE, parseAnswer, type FeedEvent, type PollerContext, type PollerSink, type PollLog } from './poller.js'
 import { FeedLimitError, feedId, type FeedKey, type Hub, type HubStats, type Subscriber, type SubscribeResult } from './hub.js'
 import type { PollGate } from './poll-gate.js'
 import { StreakLog } from './streak-log.js'
@@ -86,13 +86,23 @@ interface SubState {
   behind: boolean
 }
 
-interface Feed {
-  key: FeedKey
-  source: FeedSource
-  subs: Map<Subscriber, SubState>
+/**
+ * One upstream feed and the sockets that share it. It is also what its
+ * source reports to (FeedSourceOptions), through methods rather than a
+ * closure each, since an idle client costs one of these.
+ */
+class Feed implements FeedSourceOptions, PollerSink, PollLog {
+  readonly key: FeedKey
+  readonly id: string
+  private readonly hub: LocalHub
+  /** Where the source starts: right after this upstream event. */
+  readonly start: CursorPosition | undefined
+  readonly fromStart: boolean
+  source!: FeedSource
+  subs = new Map<Subscriber, SubState>()
   /** The most recent events, oldest first: resumes and slow sockets are served from here. */
-  recent: Buffered[]
-  seq: number
+  recent: Buffered[] = []
+  seq = 0
   linger: NodeJS.Timeout | undefined
   /** Set while a feed started from a cursor waits for its first upstream answer. */
   starting: { pos: StreamPosition, outcome: Promise<SubscribeResult> } | undefined
@@ -100,6 +110,36 @@ interface Feed {
   pos: StreamPosition
   /** While a new feed reads the mail that came while its client was away, live mail waits here. */
   mailHold: MailboxEntry[] | undefined
+  private settle: ((o: SubscribeResult) => void) | undefined
+  /** The feed's child logger, made on its first line: most feeds never log. */
+  private child: PollLog | undefined
+
+  constructor (hub: LocalHub, id: string, key: FeedKey, resume: StreamPosition | undefined, webhookMark: number) {
+    this.hub = hub
+    this.id = id
+    this.key = key
+    this.start = resume?.poll
+    this.fromStart = resume !== undefined && resume.poll === undefined
+    // A new feed's webhook position is "now": a cursor from it never brings back older mail.
+    this.pos = { poll: resume?.poll, webhook: resume?.webhook ?? webhookMark }
+    if (resume?.poll !== undefined) {
+      const outcome = new Promise<SubscribeResult>((resolve) => { this.settle = resolve })
+      this.starting = { pos: resume, outcome }
+      void outcome.then(() => { this.starting = undefined })
+    }
+  }
+
+  get log (): PollLog { return this }
+  warn (obj: object, msg: string): void { this.logger().warn(obj, msg) }
+  info (obj: object, msg: string): void { this.logger().info(obj, msg) }
+  private logger (): PollLog {
+    return (this.child ??= this.hub.childLog({ channel: this.key.channel, clientId: this.key.clientId, cid: this.key.cid }))
+  }
+
+  onEvents (events: FeedEvent[]): void { this.hub.publish(this, events) }
+  onFatal (): void { this.hub.rejectChannel(this.key.channel) }
+  onStart (outcome: SubscribeResult): void { this.settle?.(outcome) }
+  onGap (): void { this.hub.loseFeed(this.id, this) }
 }
 
 const OLDER_THAN_KEPT = 'cursor is older than the events kept for this connection'
@@ -112,6 +152,7 @@ export class LocalHub implements Hub {
   private readonly o: LocalHubOptions
   private readonly feeds = new Map<string, Feed>()
   private readonly streaks = new Map<string, StreakLog>()
+  private readonly polling = new Map<string, PollerContext>()
   private readonly source: FeedSourceFactory
 
   constructor (opts: LocalHubOptions) {
@@ -221,43 +262,18 @@ export class LocalHub implements Hub {
   }
 
   private createFeed (id: string, key: FeedKey, resume: StreamPosition | undefined): Feed {
-    const api = this.o.apis.get(key.channel)
-    if (api === undefined) throw new Error(`no channel "${key.channel}"`)
-    // The feed's child logger is made on its first line: most feeds never log, and an idle feed must stay small.
-    let child: PollLog | undefined
-    const logger = (): PollLog => (child ??= this.o.log.child({ channel: key.channel, clientId: key.clientId, cid: key.cid }))
-    const log: PollLog = { warn: (o, m) => { logger().warn(o, m) }, info: (o, m) => { logger().info(o, m) } }
-    let settle: ((o: SubscribeResult) => void) | undefined
-    const feed: Feed = {
-      key,
-      subs: new Map(),
-      recent: [],
-      seq: 0,
-      linger: undefined,
-      starting: undefined,
-      // A new feed's webhook position is "now": a cursor from it never brings back older mail.
-      pos: { poll: resume?.poll, webhook: resume?.webhook ?? this.o.webhooks?.mailbox.mark() ?? 0 },
-      mailHold: undefined,
-      source: this.source({
-        key,
-        start: resume?.poll,
-        fromStart: resume !== undefined && resume.poll === undefined,
-        log,
-        onEvents: (events) => { this.publish(feed, events) },
-        onFatal: () => { this.rejectChannel(key.channel) },
-        onStart: (outcome) => { settle?.(outcome) },
-        onGap: () => { this.loseFeed(id, feed) }
-      })
-    }
-    if (resume?.poll !== undefined) {
-      const outcome = new Promise<SubscribeResult>((resolve) => { settle = resolve })
-      feed.starting = { pos: resume, outcome }
-      void outcome.then(() => { feed.starting = undefined })
-    }
+    if (!this.o.apis.has(key.channel)) throw new Error(`no channel "${key.channel}"`)
+    const feed = new Feed(this, id, key, resume, this.o.webhooks?.mailbox.mark() ?? 0)
+    feed.source = this.source(feed)
     this.feeds.set(id, feed)
     this.o.webhooks?.mailbox.watch?.(key.channel, key.clientId)
     feed.source.start()
     return feed
+  }
+
+  /** A child of the hub's logger (a feed's, made when it first logs). */
+  childLog (bindings: object): PollLog {
+    return this.o.log.child(bindings)
   }
 
   /** One failure streak per channel: an outage is one story, however many pollers see it. */
@@ -271,21 +287,23 @@ export class LocalHub implements Hub {
   }
 
   private pollerFor (s: FeedSourceOptions): Poller {
-    const api = this.o.apis.get(s.key.channel) as ChatApi
-    const { key } = s
-    return new Poller({
-      fetch: async (ts, signal) => await api.events({ clientId: key.clientId, cid: key.cid, all: key.all, ts }, signal),
-      onEvents: s.onEvents,
-      onFatal: s.onFatal,
-      onStart: s.onStart,
-      log: s.log,
-      backoffBaseMs: this.o.backoffBaseMs,
-      backoffMaxMs: this.o.backoffMaxMs,
-      start: s.start,
-      fromStart: s.fromStart,
-      gate: this.o.gate,
-      streak: this.streakOf(key.channel)
-    })
+    return new Poller(this.pollingOf(s.key.channel), s.key, s, s.start, s.fromStart)
+  }
+
+  /** What every poller of a channel shares. */
+  private pollingOf (channel: string): PollerContext {
+    let ctx = this.polling.get(channel)
+    if (ctx === undefined) {
+      ctx = {
+        upstream: this.o.apis.get(channel) as ChatApi,
+        backoffBaseMs: this.o.backoffBaseMs,
+        backoffMaxMs: this.o.backoffMaxMs,
+        gate: this.o.gate,
+        streak: this.streakOf(channel)
+      }
+      this.polling.set(channel, ctx)
+    }
+    return ctx
   }
 
   private async waitStart (outcome: Promise<SubscribeResult>): Promise<SubscribeResult> {
@@ -415,7 +433,8 @@ export class LocalHub implements Hub {
     this.pace(feed)
   }
 
-  private publish (feed: Feed, events: FeedEvent[]): void {
+  /** New upstream events of a feed (called by the feed). */
+  publish (feed: Feed, events: FeedEvent[]): void {
     const echoes = this.o.webhooks?.echoes
     for (const ev of events) {
       const pos = { poll: { ts: ev.ts, hash: ev.hash }, webhook: feed.pos.webhook }
@@ -482,7 +501,7 @@ export class LocalHub implements Hub {
     else feed.source.pause()
   }
 
-  private rejectChannel (channel: string): void {
+  rejectChannel (channel: string): void {
     for (const [id, feed] of this.feeds) {
       if (feed.key.channel !== channel) continue
       const subs = [...feed.subs.keys()]
@@ -492,7 +511,7 @@ export class LocalHub implements Hub {
   }
 
   /** The feed's source lost events: its sockets close with 4409 and resume, which tells each what it missed. */
-  private loseFeed (id: string, feed: Feed): void {
+  loseFeed (id: string, feed: Feed): void {
     if (this.feeds.get(id) !== feed) return
     const subs = [...feed.subs.keys()]
     this.endFeed(id, feed)

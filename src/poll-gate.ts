@@ -4,11 +4,14 @@
  * each would open a new upstream long poll in the same second. Waiters are
  * served in order; a waiter whose poll is stopped leaves the queue.
  */
+/** One poll waiting for its turn to start. */
+export interface GateWaiter { admitted: () => void }
+
 export class PollGate {
   private tokens: number
   private readonly perSecond: number
   private readonly burst: number
-  private readonly queue: Array<() => void> = []
+  private readonly queue: GateWaiter[] = []
   private timer: NodeJS.Timeout | undefined
   private last: number
   private readonly now: () => number
@@ -23,31 +26,27 @@ export class PollGate {
 
   get waiting (): number { return this.queue.length }
 
-  async admit (signal: AbortSignal): Promise<void> {
+  /** Queues a waiter; its admitted() is called when its turn comes (at once when a token is free). */
+  enter (w: GateWaiter): void {
     this.refill()
     if (this.queue.length === 0 && this.tokens >= 1) {
       this.tokens -= 1
+      w.admitted()
       return
     }
-    await new Promise<void>((resolve) => {
-      const go = (): void => {
-        signal.removeEventListener('abort', leave)
-        resolve()
-      }
-      const leave = (): void => {
-        const i = this.queue.indexOf(go)
-        if (i >= 0) this.queue.splice(i, 1)
-        resolve()
-      }
-      signal.addEventListener('abort', leave, { once: true })
-      this.queue.push(go)
-      this.schedule()
-    })
+    this.queue.push(w)
+    this.schedule()
+  }
+
+  /** A waiter that no longer wants its turn (its poll was stopped). */
+  leave (w: GateWaiter): void {
+    const i = this.queue.indexOf(w)
+    if (i >= 0) this.queue.splice(i, 1)
   }
 
   close (): void {
     clearTimeout(this.timer)
-    for (const go of this.queue.splice(0)) go()
+    for (const w of this.queue.splice(0)) w.admitted()
   }
 
   private refill (): void {
@@ -64,7 +63,7 @@ export class PollGate {
       this.refill()
       while (this.queue.length > 0 && this.tokens >= 1) {
         this.tokens -= 1
-        ;(this.queue.shift() as () => void)()
+        ;(this.queue.shift() as GateWaiter).admitted()
       }
       if (this.queue.length > 0) this.schedule()
     }, wait)

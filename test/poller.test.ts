@@ -1,25 +1,40 @@
 import t from 'tap'
-import { Poller, type FeedEvent } from '../src/poller.js'
+import { Poller, type FeedEvent, type PollerSink } from '../src/poller.js'
+import type { PollUpstream } from '../src/upstream/client.js'
+import type { CursorPosition } from '../src/cursor.js'
 import { BridgeError, ErrorCode } from '../src/errors.js'
 
-/** A scripted upstream: each call takes the next answer; `ts` asked is recorded. */
-function scripted (answers: Array<Array<Record<string, unknown>> | Error>) {
+/** A scripted upstream: each poll takes the next answer; `ts` asked is recorded. */
+function scripted (answers: Array<Array<Record<string, unknown>> | BridgeError>) {
   const asked: Array<number | undefined> = []
   let i = 0
   let stopper: (() => void) | undefined
-  const fetch = async (ts: number | undefined, signal: AbortSignal): Promise<Array<Record<string, unknown>>> => {
-    asked.push(ts)
-    const a = answers[i++]
-    if (a === undefined) {
-      // Out of script: hold like a long poll until stopped.
-      stopper?.()
-      return await new Promise((_resolve, reject) => { signal.addEventListener('abort', () => { reject(new Error('aborted')) }) })
+  const upstream: PollUpstream = {
+    poll: (_q, ts, sink) => {
+      asked.push(ts)
+      const a = answers[i++]
+      let cancelled = false
+      if (a === undefined) {
+        // Out of script: hold like a long poll until cancelled.
+        stopper?.()
+        return { cancel: () => {} }
+      }
+      setImmediate(() => {
+        if (cancelled) return
+        if (a instanceof BridgeError) sink.pollFailed(a)
+        else sink.pollAnswered(a)
+      })
+      return { cancel: () => { cancelled = true } }
     }
-    if (a instanceof Error) throw a
-    return a
   }
   const done = new Promise<void>((resolve) => { stopper = resolve })
-  return { fetch, asked, done }
+  return { upstream, asked, done }
+}
+
+const Q = { clientId: 'c1', cid: 'x1', all: true }
+
+function make (s: { upstream: PollUpstream }, sink: Partial<PollerSink>, o: { backoffMaxMs?: number, start?: CursorPosition } = {}): Poller {
+  return new Poller({ upstream: s.upstream, backoffBaseMs: 1, backoffMaxMs: o.backoffMaxMs ?? 2 }, Q, { onEvents: () => {}, onFatal: () => {}, log: quiet, ...sink }, o.start)
 }
 
 const ev = (iso: string, text: string): Record<string, unknown> => ({ type: 'agentResponse', event: { timestamp: iso, text } })
@@ -34,7 +49,7 @@ t.test('inclusive boundary is de-duplicated and an idle poll asks from T+1', asy
     [ev(T, 'a'), ev(T, 'b'), ev(T, 'c')] // nothing new: T is complete
   ])
   const got: FeedEvent[] = []
-  const p = new Poller({ fetch: s.fetch, onEvents: (e) => got.push(...e), onFatal: () => {}, log: quiet, backoffBaseMs: 1, backoffMaxMs: 2 })
+  const p = make(s, { onEvents: (e) => got.push(...e) })
   p.start()
   await s.done
   p.stop()
@@ -48,7 +63,7 @@ t.test('duplicated and reordered answers deliver each event once, in time order'
     [ev('2026-01-01T00:00:00.100', 'a'), ev('2026-01-01T00:00:00.300', 'c')]
   ])
   const got: string[] = []
-  const p = new Poller({ fetch: s.fetch, onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)), onFatal: () => {}, log: quiet, backoffBaseMs: 1, backoffMaxMs: 2 })
+  const p = make(s, { onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)) })
   p.start()
   await s.done
   p.stop()
@@ -61,14 +76,10 @@ t.test('failures are retried with backoff from the last position; a streak is lo
   const fail = new BridgeError(ErrorCode.UPSTREAM_UNAVAILABLE, 'down', { status: 503 })
   const s = scripted([[ev('2026-01-01T00:00:00.100', 'a')], fail, fail, fail, [ev('2026-01-01T00:00:00.100', 'a'), ev('2026-01-01T00:00:00.200', 'b')]])
   const got: string[] = []
-  const p = new Poller({
-    fetch: s.fetch,
+  const p = make(s, {
     onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)),
-    onFatal: () => {},
-    log: { warn: (_o, m) => warns.push(m), info: (_o, m) => infos.push(m) },
-    backoffBaseMs: 1,
-    backoffMaxMs: 4
-  })
+    log: { warn: (_o, m) => warns.push(m), info: (_o, m) => infos.push(m) }
+  }, { backoffMaxMs: 4 })
   p.start()
   await s.done
   p.stop()
@@ -83,7 +94,7 @@ t.test('a 401 stops polling and reports the channel as rejected', async (t) => {
   const s = scripted([new BridgeError(ErrorCode.UPSTREAM_REJECTED, 'no', { status: 401 })])
   let reported: (e: BridgeError) => void = () => {}
   const fatal = new Promise<BridgeError>((resolve) => { reported = resolve })
-  const p = new Poller({ fetch: s.fetch, onEvents: () => {}, onFatal: (e) => { reported(e) }, log: quiet, backoffBaseMs: 1, backoffMaxMs: 2 })
+  const p = make(s, { onEvents: () => {}, onFatal: (e) => { reported(e) } })
   p.start()
   t.equal((await fatal).details?.status, 401)
   t.equal(p.stopped, true)
@@ -99,7 +110,7 @@ t.test('starting from a cursor skips through its event, or reports a gap', async
   const s = scripted([[first, ev(T, 'b'), ev('2026-01-01T00:00:00.200', 'c')]])
   const got: string[] = []
   let outcome: unknown
-  const p = new Poller({ fetch: s.fetch, onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)), onFatal: () => {}, onStart: (o) => { outcome = o }, log: quiet, backoffBaseMs: 1, backoffMaxMs: 2, start: { ts: ms, hash } })
+  const p = make(s, { onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)), onStart: (o) => { outcome = o } }, { start: { ts: ms, hash } })
   p.start()
   await s.done
   p.stop()
@@ -110,7 +121,7 @@ t.test('starting from a cursor skips through its event, or reports a gap', async
   const s2 = scripted([[ev(T, 'b')]])
   let outcome2: { resumed: boolean, gap?: string } | undefined
   const got2: string[] = []
-  const p2 = new Poller({ fetch: s2.fetch, onEvents: (e) => got2.push(...e.map((x) => JSON.parse(x.json).event.text)), onFatal: () => {}, onStart: (o) => { outcome2 = o }, log: quiet, backoffBaseMs: 1, backoffMaxMs: 2, start: { ts: ms, hash } })
+  const p2 = make(s2, { onEvents: (e) => got2.push(...e.map((x) => JSON.parse(x.json).event.text)), onStart: (o) => { outcome2 = o } }, { start: { ts: ms, hash } })
   p2.start()
   await s2.done
   p2.stop()
@@ -125,7 +136,7 @@ t.test('a full page is followed by the server-side cursor, so a crowded millisec
   const rest = Array.from({ length: 30 }, (_, i) => ev(T, `p${250 + i}`))
   const s = scripted([page, rest, [...page.slice(0, 10)]])
   const got: string[] = []
-  const p = new Poller({ fetch: s.fetch, onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)), onFatal: () => {}, log: quiet, backoffBaseMs: 1, backoffMaxMs: 2 })
+  const p = make(s, { onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)) })
   p.start()
   await s.done
   p.stop()

@@ -363,21 +363,14 @@ export class StreamSource implements FeedSource {
   /** Polls for the cluster from `start`, or from the connection's start (`fromStart`), or from the upstream's own cursor. */
   private own (token: string, start: CursorPosition | undefined, fromStart = false): void {
     const own: Ownership = { token, chain: start, held: [], handed: 0, flushing: false, poller: undefined as unknown as Poller }
-    const key = this.o.key
-    own.poller = new Poller({
-      fetch: async (ts, signal) => await this.c.api.events({ clientId: key.clientId, cid: key.cid, all: key.all, ts }, signal),
+    const ctx = { upstream: this.c.api, backoffBaseMs: this.c.backoffBaseMs, backoffMaxMs: this.c.backoffMaxMs, gate: this.c.gate, streak: this.c.streak }
+    own.poller = new Poller(ctx, this.o.key, {
       onEvents: (events) => { this.polled(own, events) },
       onFatal: () => { this.fatal() },
       // The stream's last event is no longer upstream: what comes next does not follow it.
       onStart: (outcome) => { if (!outcome.resumed) own.chain = undefined },
-      log: this.o.log,
-      backoffBaseMs: this.c.backoffBaseMs,
-      backoffMaxMs: this.c.backoffMaxMs,
-      start,
-      fromStart,
-      gate: this.c.gate,
-      streak: this.c.streak
-    })
+      log: this.o.log
+    }, start, fromStart)
     this.owner = own
     this.c.onOwner(true)
     own.poller.start()

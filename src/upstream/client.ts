@@ -1,4 +1,4 @@
-import { Client, Pool, request, errors as undiciErrors, type buildConnector, type Dispatcher } from 'undici'
+import { Client, Pool, errors as undiciErrors, type buildConnector, type Dispatcher } from 'undici'
 import { BridgeError, ErrorCode } from '../errors.js'
 import type { Channel } from '../config.js'
 import { maskToken, parseUpstreamJson } from './json.js'
@@ -31,16 +31,39 @@ export interface ChatApiOptions {
   observe?: (call: string, outcome: string, seconds: number) => void
 }
 
-export interface UpstreamAnswer { status: number, body: unknown }
+/** Which connection's events a long poll asks for (a FeedKey fits). */
+export interface PollQuery { clientId: string, cid: string, all: boolean }
+
+/** Told how one long poll ended: exactly one of the two, once, unless it was cancelled. */
+export interface PollSink {
+  /** The answer's elements, channel token removed. */
+  pollAnswered: (elements: Array<Record<string, unknown>>) => void
+  pollFailed: (err: BridgeError) => void
+}
+
+/** A long poll on its way; cancel() ends it and nothing is told of it afterwards. */
+export interface PollCall { cancel: () => void }
+
+/** Anything that can start upstream long polls: the ChatApi, or a script in tests. */
+export interface PollUpstream {
+  poll: (q: PollQuery, ts: number | undefined, sink: PollSink) => PollCall
+}
+
+const ACCEPT_JSON = { accept: 'application/json' }
+const SEND_JSON = { accept: 'application/json', 'content-type': 'application/json' }
+const EVENTS_CALL: UpstreamCall = { name: 'events', method: 'GET', path: '/events' }
 
 /**
  * The Chat API of one channel. Every answer comes back parsed, with the
  * channel token removed wherever the upstream echoed it; every failure is a
  * BridgeError with the protocol's error code.
  */
-export class ChatApi {
+export class ChatApi implements PollUpstream {
   readonly channel: Channel
   private readonly base: string
+  /** The origin and the path prefix of every call, for undici's dispatch. */
+  private readonly origin: string
+  private readonly basePath: string
   /** Long polls: multiplexed over HTTP/2 where the upstream speaks it. */
   private readonly polls: Dispatcher
   /** Every other call, apart from the polls so that none waits behind a held poll. */
@@ -54,15 +77,18 @@ export class ChatApi {
     this.opts = opts
     this.ownsDispatcher = opts.dispatcher === undefined
     const pools = opts.pools ?? DEFAULT_POOLS
-    const origin = new URL(channel.url).origin
+    const url = new URL(this.base)
+    const origin = url.origin
+    this.origin = origin
+    this.basePath = url.pathname.replace(/\/+$/, '')
     this.polls = opts.dispatcher ?? upstreamPool(origin, pools, pools.streams, pools.pollConnections)
     // undici sends a non-idempotent request (POST) on a connection only when nothing else runs on it, so calls take one stream each.
     this.calls = opts.dispatcher ?? upstreamPool(origin, pools, 1, pools.callConnections)
   }
 
   /** One request/response call; rejects with a BridgeError. */
-  async call (call: UpstreamCall, signal?: AbortSignal): Promise<unknown> {
-    const { body } = await this.exchange(call, this.calls, this.opts.requestTimeoutMs, signal)
+  async call (call: UpstreamCall): Promise<unknown> {
+    const body = await this.exchange(call, this.calls, this.opts.requestTimeoutMs)
     // Every Chat API answer is an object; anything else is a proxy or a broken upstream talking.
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new BridgeError(ErrorCode.UPSTREAM_BAD_RESPONSE, `upstream ${call.name} answered with JSON that is not an object`, { call: call.name })
@@ -70,61 +96,74 @@ export class ChatApi {
     return body
   }
 
-  /** One /events long poll; resolves with its elements, token removed. */
-  async events (q: EventsQuery, signal?: AbortSignal): Promise<Array<Record<string, unknown>>> {
-    const { body } = await this.exchange(eventsCall(q), this.polls, this.opts.pollTimeoutMs, signal)
+  /** One /events call (a catch-up read); resolves with its elements, token removed. */
+  async events (q: EventsQuery): Promise<Array<Record<string, unknown>>> {
+    const body = await this.exchange(eventsCall(q), this.polls, this.opts.pollTimeoutMs)
     const events = eventsOf(body)
     if (events === null) throw new BridgeError(ErrorCode.UPSTREAM_BAD_RESPONSE, 'upstream /events answer has no events array', { call: 'events' })
     return events
+  }
+
+  /**
+   * One /events long poll, driven by callbacks rather than promises: an idle
+   * client holds one of these for the whole hold time, so it is kept to one
+   * small object on top of undici's own request.
+   */
+  poll (q: PollQuery, ts: number | undefined, sink: PollSink): PollCall {
+    let path = this.basePath + '/events?clientId=' + encodeURIComponent(q.clientId) + '&cid=' + encodeURIComponent(q.cid) + (q.all ? '&all=true' : '&all=false')
+    if (ts !== undefined) path += '&ts=' + String(ts)
+    const call = new EventsCall(this, sink)
+    this.dispatch(this.polls, 'GET', path, null, this.opts.pollTimeoutMs, call)
+    return call
+  }
+
+  /**
+   * What a finished exchange amounts to: its parsed body (token removed), or
+   * the BridgeError of its status or of a body that is not JSON. Observed.
+   */
+  answerOf (call: UpstreamCall, status: number, text: string, retryAfter: string | undefined, started: number): unknown {
+    this.opts.observe?.(call.name, String(status), (performance.now() - started) / 1000)
+    const body = this.parse(text)
+    if (status < 200 || status >= 300) return this.statusError(call, status, body, retryAfter)
+    if (body === undefined) return new BridgeError(ErrorCode.UPSTREAM_BAD_RESPONSE, `upstream ${call.name} answered ${status} with a body that is not JSON`, { call: call.name, status })
+    return body
+  }
+
+  /** The BridgeError of an exchange that failed before its answer was complete. Observed. */
+  failureOf (call: UpstreamCall, err: unknown, started: number): BridgeError {
+    const e = this.failure(call, err)
+    this.opts.observe?.(call.name, e.code, (performance.now() - started) / 1000)
+    return e
   }
 
   async close (): Promise<void> {
     if (this.ownsDispatcher) await Promise.all([this.polls.destroy(), this.calls.destroy()])
   }
 
-  private async exchange (call: UpstreamCall, dispatcher: Dispatcher, timeoutMs: number, signal?: AbortSignal): Promise<UpstreamAnswer> {
-    const started = performance.now()
-    try {
-      const answer = await this.attempt(call, dispatcher, timeoutMs, signal)
-      this.opts.observe?.(call.name, String(answer.status), (performance.now() - started) / 1000)
-      return answer
-    } catch (err) {
-      const e = err as BridgeError
-      const status = e.details?.status
-      this.opts.observe?.(call.name, typeof status === 'number' ? String(status) : e.code, (performance.now() - started) / 1000)
-      throw err
-    }
+  private async exchange (call: UpstreamCall, dispatcher: Dispatcher, timeoutMs: number): Promise<unknown> {
+    let path = this.basePath + call.path
+    const query = call.query === undefined ? '' : new URLSearchParams(call.query).toString()
+    if (query !== '') path += '?' + query
+    return await new Promise((resolve, reject) => {
+      const h = new OneCall(this, call, resolve, reject)
+      this.dispatch(dispatcher, call.method, path, call.body === undefined ? null : JSON.stringify(call.body), timeoutMs, h)
+    })
   }
 
-  private async attempt (call: UpstreamCall, dispatcher: Dispatcher, timeoutMs: number, signal?: AbortSignal): Promise<UpstreamAnswer> {
-    const url = new URL(this.base + call.path)
-    for (const [k, v] of Object.entries(call.query ?? {})) url.searchParams.set(k, v)
-    let res: Dispatcher.ResponseData
+  private dispatch (dispatcher: Dispatcher, method: 'GET' | 'POST', path: string, body: string | null, timeoutMs: number, h: BodyReader): void {
     try {
-      res = await request(url, {
-        method: call.method,
-        dispatcher,
-        headers: call.body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
-        body: call.body === undefined ? null : JSON.stringify(call.body),
+      dispatcher.dispatch({
+        origin: this.origin,
+        path,
+        method,
+        headers: body === null ? ACCEPT_JSON : SEND_JSON,
+        body,
         headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        signal
-      })
+        bodyTimeout: timeoutMs
+      }, h)
     } catch (err) {
-      throw this.failure(call, err)
+      h.onError(err as Error)
     }
-    let text: string
-    try {
-      text = await res.body.text()
-    } catch (err) {
-      throw this.failure(call, err)
-    }
-    const body = this.parse(text)
-    if (res.statusCode >= 200 && res.statusCode < 300) {
-      if (body === undefined) throw new BridgeError(ErrorCode.UPSTREAM_BAD_RESPONSE, `upstream ${call.name} answered ${res.statusCode} with a body that is not JSON`, { call: call.name, status: res.statusCode })
-      return { status: res.statusCode, body }
-    }
-    throw this.statusError(call, res.statusCode, body, res.headers['retry-after'])
   }
 
   private parse (text: string): unknown {
@@ -164,6 +203,125 @@ export class ChatApi {
 }
 
 /**
+ * One upstream exchange, as an undici dispatch handler: it reads the body,
+ * no more than MAX_RESPONSE_BYTES of it (undici bounds HTTP/1.1 bodies
+ * itself, not HTTP/2 ones), and ends in answered() or failed(), once,
+ * unless cancelled first.
+ */
+abstract class BodyReader implements Dispatcher.DispatchHandler {
+  protected readonly started = performance.now()
+  private abortFn: ((err: Error) => void) | undefined
+  private status = 0
+  private retryAfter: string | undefined
+  private chunks: Buffer[] | undefined
+  private size = 0
+  private settled = false
+
+  /** Ends the exchange; nothing is told of it afterwards. */
+  cancel (): void {
+    if (this.settled) return
+    this.settled = true
+    this.abortFn?.(new undiciErrors.RequestAbortedError())
+  }
+
+  onConnect (abort: (err?: Error) => void): void {
+    if (this.settled) abort(new undiciErrors.RequestAbortedError())
+    else this.abortFn = abort
+  }
+
+  onHeaders (status: number, rawHeaders: Buffer[] | string[] | null): boolean {
+    this.status = status
+    if (status >= 300 && rawHeaders !== null) {
+      for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+        if (String(rawHeaders[i]).toLowerCase() === 'retry-after') this.retryAfter = String(rawHeaders[i + 1])
+      }
+    }
+    return true
+  }
+
+  onData (chunk: Buffer): boolean {
+    this.size += chunk.length
+    if (this.size > MAX_RESPONSE_BYTES) {
+      this.chunks = undefined
+      this.abortFn?.(new undiciErrors.ResponseExceededMaxSizeError())
+      return false
+    }
+    ;(this.chunks ??= []).push(chunk)
+    return true
+  }
+
+  onComplete (): void {
+    if (this.settled) return
+    this.settled = true
+    const chunks = this.chunks ?? []
+    this.chunks = undefined
+    const text = chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, this.size).toString('utf8')
+    this.answered(this.status, text, this.retryAfter)
+  }
+
+  onError (err: Error): void {
+    if (this.settled) return
+    this.settled = true
+    this.chunks = undefined
+    // Over HTTP/2 undici reports the abort its own way: the size is the reason.
+    this.failed(this.size > MAX_RESPONSE_BYTES ? new undiciErrors.ResponseExceededMaxSizeError() : err)
+  }
+
+  protected abstract answered (status: number, text: string, retryAfter: string | undefined): void
+  protected abstract failed (err: unknown): void
+}
+
+/** A long poll: the only object the bridge keeps for a held poll. */
+class EventsCall extends BodyReader implements PollCall {
+  private readonly api: ChatApi
+  private readonly sink: PollSink
+
+  constructor (api: ChatApi, sink: PollSink) {
+    super()
+    this.api = api
+    this.sink = sink
+  }
+
+  protected answered (status: number, text: string, retryAfter: string | undefined): void {
+    const body = this.api.answerOf(EVENTS_CALL, status, text, retryAfter, this.started)
+    if (body instanceof BridgeError) return this.sink.pollFailed(body)
+    const events = eventsOf(body)
+    if (events === null) this.sink.pollFailed(new BridgeError(ErrorCode.UPSTREAM_BAD_RESPONSE, 'upstream /events answer has no events array', { call: 'events' }))
+    else this.sink.pollAnswered(events)
+  }
+
+  protected failed (err: unknown): void {
+    this.sink.pollFailed(this.api.failureOf(EVENTS_CALL, err, this.started))
+  }
+}
+
+/** Any other call, settling a promise. */
+class OneCall extends BodyReader {
+  private readonly api: ChatApi
+  private readonly call: UpstreamCall
+  private readonly resolve: (body: unknown) => void
+  private readonly reject: (err: BridgeError) => void
+
+  constructor (api: ChatApi, call: UpstreamCall, resolve: (body: unknown) => void, reject: (err: BridgeError) => void) {
+    super()
+    this.api = api
+    this.call = call
+    this.resolve = resolve
+    this.reject = reject
+  }
+
+  protected answered (status: number, text: string, retryAfter: string | undefined): void {
+    const body = this.api.answerOf(this.call, status, text, retryAfter, this.started)
+    if (body instanceof BridgeError) this.reject(body)
+    else this.resolve(body)
+  }
+
+  protected failed (err: unknown): void {
+    this.reject(this.api.failureOf(this.call, err, this.started))
+  }
+}
+
+/**
  * A bounded pool of connections to one upstream origin. Over HTTP/2 a
  * connection carries up to `streams` requests at once; over HTTP/1.1 only
  * one, since undici would otherwise pipeline long polls one behind another.
@@ -179,7 +337,6 @@ function upstreamPool (origin: string, o: UpstreamPoolOptions, streams: number, 
     // useH2c is read by undici's connector but missing from its types.
     connect: (o.http2 === 'h2c' ? { useH2c: true } : {}) as buildConnector.BuildOptions,
     keepAliveTimeout: 30_000,
-    maxResponseSize: MAX_RESPONSE_BYTES,
     factory: (url, opts) => {
       const base = (opts as { connect: buildConnector.connector }).connect
       const depth = (isH2: boolean | undefined): number => isH2 === true ? streams : 1
