@@ -16,6 +16,7 @@ const pollFaults: Array<[string, Fault]> = [
   ['a body that is not JSON', { kind: 'notJson' }],
   ['JSON of the wrong shape', { kind: 'badShape' }],
   ['a truncated body', { kind: 'truncated' }],
+  ['a body larger than the bridge reads', { kind: 'huge' }],
   ['a reset connection', { kind: 'reset' }],
   ['a hang past the hold time', { kind: 'hang' }],
   ['duplicated events', { kind: 'duplicate' }],
@@ -37,6 +38,11 @@ for (const [name, fault] of pollFaults) {
     t.same(a.events().map(text), ['one', 'two', 'three'])
     const polls = h.emulator.requests.filter((r) => r.route === 'events').length
     t.ok(polls < 40, `no tight loop: ${polls} polls`)
+    if (fault.kind === 'huge') {
+      // Well-formed but too large: it must be refused, not read and parsed.
+      const metrics = await h.app.inject('/metrics')
+      t.match(metrics.body, /bridge_upstream_request_duration_seconds_count\{call="events",outcome="UPSTREAM_BAD_RESPONSE"\} 2/, 'both answers refused for their size')
+    }
   })
 }
 
@@ -47,6 +53,7 @@ const requestFaults: Array<[string, Fault, Record<string, unknown>]> = [
   ['text', { kind: 'notJson' }, { code: 'UPSTREAM_BAD_RESPONSE' }],
   ['the wrong shape', { kind: 'badShape' }, { code: 'UPSTREAM_BAD_RESPONSE' }],
   ['a truncated body', { kind: 'truncated' }, { code: /UPSTREAM_(UNAVAILABLE|BAD_RESPONSE)/ }],
+  ['a body larger than the bridge reads', { kind: 'huge' }, { code: 'UPSTREAM_BAD_RESPONSE' }],
   ['a reset', { kind: 'reset' }, { code: 'UPSTREAM_UNAVAILABLE' }],
   ['a hang', { kind: 'hang' }, { code: 'UPSTREAM_TIMEOUT' }]
 ]

@@ -81,6 +81,7 @@ t.test('over HTTP/1.1 the poll connections are bounded; waiting polls take their
 const streamFaults: Array<[string, Fault]> = [
   ['a reset stream', { kind: 'reset' }],
   ['a truncated body', { kind: 'truncated' }],
+  ['a body larger than the bridge reads', { kind: 'huge' }],
   ['a hang past the hold time', { kind: 'hang' }],
   ['503', { kind: 'status', status: 503 }]
 ]
@@ -103,5 +104,19 @@ for (const [name, fault] of streamFaults) {
     t.same(a.events().map(text), ['one', 'two'], 'every event once, in order')
     t.same(b.events().map(text), ['neighbour'])
     t.equal(h.emulator.connections.accepted, sessions, 'no new connection: only streams were hit')
+    if (fault.kind === 'huge') {
+      // undici bounds HTTP/1.1 bodies itself but not HTTP/2 ones: the bridge must stop reading.
+      const metrics = await h.app.inject('/metrics')
+      t.match(metrics.body, /bridge_upstream_request_duration_seconds_count\{call="events",outcome="UPSTREAM_BAD_RESPONSE"\} 2/, 'both answers refused for their size')
+    }
   })
 }
+
+t.test('over HTTP/2 a request answered with a body larger than the bridge reads fails with UPSTREAM_BAD_RESPONSE', async (t) => {
+  const h = await startBridge(t, H2C, { http2: true })
+  const [a] = await clients(h, 1) as [Welcomed]
+  h.emulator.faults.add({ route: 'send', kind: 'huge' })
+  const r = await a.request({ type: 'send', id: 'big', query: 'hi' })
+  t.equal(r.ok, false)
+  t.equal((r.error as { code: string }).code, 'UPSTREAM_BAD_RESPONSE')
+})

@@ -49,6 +49,10 @@ export class FaultInjector {
         return
       case 'truncated':
         return truncate(route, reply)
+      case 'huge':
+        reply.hijack()
+        void writeHuge(reply.raw)
+        return
       case 'reset':
         reply.hijack()
         cut(request.raw)
@@ -127,4 +131,25 @@ function cut (raw: { socket: { destroy(): void } | null, stream?: unknown }): vo
   const stream = raw.stream as { close?: (code: number) => void } | undefined
   if (typeof stream?.close === 'function') stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR)
   else raw.socket?.destroy()
+}
+
+/**
+ * Writes 9 MB of well-formed JSON in 64 KB pieces, waiting for the client
+ * to take each (HTTP/2 flow control), and stops when the client goes.
+ */
+async function writeHuge (res: FastifyReply['raw']): Promise<void> {
+  res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' })
+  const piece = 'x'.repeat(64 * 1024)
+  const pieces = ['{"events":[],"padding":"', ...Array<string>(9 * 16).fill(piece), '"}']
+  for (const p of pieces) {
+    if (res.destroyed) return
+    if (!res.write(p)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => { res.off('drain', done); res.off('close', done); resolve() }
+        res.on('drain', done)
+        res.on('close', done)
+      })
+    }
+  }
+  res.end()
 }

@@ -16,6 +16,8 @@ export const FAULT_KINDS = [
   'badShape',
   /** 200 with the right content-length and half the JSON, then the socket is destroyed */
   'truncated',
+  /** 200 with a well-formed JSON body of 9 MB, more than a client should read */
+  'huge',
   /** the socket is destroyed without an answer */
   'reset',
   /** no answer until the client aborts or the emulator closes */
