@@ -43,7 +43,8 @@ export class Session implements Subscriber {
   private logger: FastifyBaseLogger | undefined
   private sessionId: string | undefined
   private helloTimer: NodeJS.Timeout | undefined
-  private pending: string[] = []
+  /** Frames that came before the welcome was out. */
+  private pending: string[] | undefined
   private badFrames = 0
   private missedPongs = 0
   /** Since when the outbound queue has been full; 0 when it has room. */
@@ -58,17 +59,25 @@ export class Session implements Subscriber {
     this.d = deps
     deps.registry.add(this)
     this.tokens = deps.rateLimitBurst
-    this.helloTimer = setTimeout(() => { this.close(CloseCode.HELLO_TIMEOUT) }, deps.helloTimeoutMs)
-    ws.on('message', (data, isBinary) => { this.onMessage(data, isBinary) })
-    ws.on('pong', () => { this.missedPongs = 0 })
-    ws.on('close', (code) => {
-      deps.metrics?.closes.inc({ code: String(code) })
-      this.onClosed()
-    })
-    ws.on('error', (err) => {
-      // ws closes the socket itself after an error (1009 for an oversized frame).
-      this.log.info({ err: err.message }, 'socket error')
-    })
+    this.helloTimer = setTimeout(helloTimedOut, deps.helloTimeoutMs, this)
+    // Module functions rather than closures: an idle socket should cost as little as it can.
+    ;(ws as SessionSocket)[kSession] = this
+    ws.on('message', onWsMessage)
+    ws.on('pong', onWsPong)
+    ws.on('close', onWsClose)
+    ws.on('error', onWsError)
+  }
+
+  /** Listeners of the socket (see the module functions below). */
+  onPong (): void { this.missedPongs = 0 }
+  onSocketClose (code: number): void {
+    this.d.metrics?.closes.inc({ code: String(code) })
+    this.onClosed()
+  }
+
+  onSocketError (err: Error): void {
+    // ws closes the socket itself after an error (1009 for an oversized frame).
+    this.log.info({ err: err.message }, 'socket error')
   }
 
   /**
@@ -91,7 +100,7 @@ export class Session implements Subscriber {
 
   deliver (frame: string): boolean {
     if (this.state === 'welcoming') {
-      this.pending.push(frame)
+      ;(this.pending ??= []).push(frame)
       return true
     }
     if (this.state !== 'open' || this.ws.readyState !== this.ws.OPEN) return true
@@ -164,7 +173,7 @@ export class Session implements Subscriber {
     if (this.state === 'closed') return
     this.state = 'closed'
     clearTimeout(this.helloTimer)
-    this.pending = []
+    this.pending = undefined
     this.d.registry.delete(this)
     if (this.key !== undefined) {
       this.d.registry.release(this.channel, this.key.clientId)
@@ -176,7 +185,7 @@ export class Session implements Subscriber {
     if (this.ws.readyState === this.ws.OPEN) this.ws.send(frame)
   }
 
-  private onMessage (data: RawData, isBinary: boolean): void {
+  onMessage (data: RawData, isBinary: boolean): void {
     if (this.state === 'closed') return
     if (isBinary) {
       this.close(CloseCode.UNSUPPORTED_DATA)
@@ -324,12 +333,13 @@ export class Session implements Subscriber {
     if (hello.resume !== undefined && !sub.resumed) welcome.gap = { reason: gap ?? sub.gap ?? 'cannot resume' }
     this.send(JSON.stringify(welcome))
     const queued = this.pending
-    this.pending = []
+    this.pending = undefined
     this.state = 'open'
-    for (const f of queued) this.send(f)
+    if (queued !== undefined) for (const f of queued) this.send(f)
     this.d.metrics?.hellos.inc({ channel: this.channel, result: 'welcome' })
     if (hello.resume !== undefined) this.d.metrics?.resumes.inc({ outcome: sub.resumed ? 'resumed' : 'gap' })
-    this.log.debug({ resumed: sub.resumed }, 'welcome')
+    // Only when it is written: the session's child logger is made on first use.
+    if (this.d.log.level === 'debug' || this.d.log.level === 'trace') this.log.debug({ resumed: sub.resumed }, 'welcome')
   }
 
   /** A token bucket per socket: a burst is fine, a sustained flood is not. */
@@ -356,6 +366,16 @@ export class Session implements Subscriber {
     this.send(JSON.stringify({ type: 'result', id, ok: false, error: { code, message } }))
   }
 }
+
+const kSession = Symbol('session')
+type SessionSocket = WebSocket & { [kSession]: Session }
+
+function helloTimedOut (s: Session): void { s.close(CloseCode.HELLO_TIMEOUT) }
+const sessionOf = (ws: WebSocket): Session => (ws as SessionSocket)[kSession]
+function onWsMessage (this: WebSocket, data: RawData, isBinary: boolean): void { sessionOf(this).onMessage(data, isBinary) }
+function onWsPong (this: WebSocket): void { sessionOf(this).onPong() }
+function onWsClose (this: WebSocket, code: number): void { sessionOf(this).onSocketClose(code) }
+function onWsError (this: WebSocket, err: Error): void { sessionOf(this).onSocketError(err) }
 
 function idOf (frame: object): string | undefined {
   const id = (frame as { id?: unknown }).id

@@ -6,7 +6,7 @@ import type { Hub } from '../hub.js'
 import type { Requests } from '../requests.js'
 import type { Sessions } from '../sessions.js'
 import { CloseCode, closeReason } from '../errors.js'
-import { Session } from '../session.js'
+import { Session, type SessionDeps } from '../session.js'
 import type { Metrics } from '../metrics.js'
 
 export interface WsRouteOptions {
@@ -29,6 +29,23 @@ function channelOf (req: FastifyRequest, names: string[], fallback: string | und
 
 export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promise<void> {
   const names = app.bridge.channels.map((c) => c.name)
+  // One object for every session: per idle socket, each byte counts.
+  const deps: SessionDeps = {
+    auth: o.auth,
+    hub: o.hub,
+    requests: o.requests,
+    cursors: o.cursors,
+    log: app.log,
+    helloTimeoutMs: o.config.HELLO_TIMEOUT_MS,
+    heartbeatMs: o.config.HEARTBEAT_MS,
+    outboundQueueBytes: o.config.OUTBOUND_QUEUE_BYTES,
+    slowClientMs: o.config.SLOW_CLIENT_MS,
+    rateLimitPerS: o.config.RATE_LIMIT_PER_S,
+    rateLimitBurst: o.config.RATE_LIMIT_BURST,
+    maxSocketsPerClient: o.config.MAX_SOCKETS_PER_CLIENT,
+    registry: o.sessions,
+    metrics: o.metrics
+  }
   const allowed = new Set(o.config.ALLOWED_ORIGINS.split(',').map((s) => s.trim()).filter((s) => s !== ''))
 
   app.get('/v1/ws', {
@@ -62,21 +79,6 @@ export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promis
     const tcp = req.raw.socket as { _httpMessage?: unknown } | null
     if (tcp !== null) tcp._httpMessage = null
     // The session registers itself and lives as long as its socket.
-    new Session(socket, channel, {
-      auth: o.auth,
-      hub: o.hub,
-      requests: o.requests,
-      cursors: o.cursors,
-      log: req.log,
-      helloTimeoutMs: o.config.HELLO_TIMEOUT_MS,
-      heartbeatMs: o.config.HEARTBEAT_MS,
-      outboundQueueBytes: o.config.OUTBOUND_QUEUE_BYTES,
-      slowClientMs: o.config.SLOW_CLIENT_MS,
-      rateLimitPerS: o.config.RATE_LIMIT_PER_S,
-      rateLimitBurst: o.config.RATE_LIMIT_BURST,
-      maxSocketsPerClient: o.config.MAX_SOCKETS_PER_CLIENT,
-      registry: o.sessions,
-      metrics: o.metrics
-    })
+    new Session(socket, channel, deps)
   })
 }
