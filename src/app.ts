@@ -109,6 +109,7 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   const apis = new Map<string, ChatApi>()
   const pools = {
     http2: config.UPSTREAM_HTTP2,
+    callsHttp2: config.UPSTREAM_CALLS_HTTP2,
     streams: config.UPSTREAM_STREAMS,
     pollConnections: config.UPSTREAM_POLL_CONNECTIONS,
     callConnections: config.UPSTREAM_CONNECTIONS

@@ -37,6 +37,7 @@ export const ConfigSchema = Type.Object({
   UPSTREAM_HTTP2: Type.Union([Type.Literal('auto'), Type.Literal('h2c'), Type.Literal('off')], {
     default: 'auto', description: '"auto" (HTTP/2 where TLS negotiates it, else HTTP/1.1), "h2c" (cleartext HTTP/2 by prior knowledge) or "off" (HTTP/1.1 only)'
   }),
+  UPSTREAM_CALLS_HTTP2: Type.Boolean({ default: false, description: 'send the other calls (sends, state, history) over HTTP/2 as well, as UPSTREAM_HTTP2 says; by default they use HTTP/1.1 keep-alive connections' }),
   UPSTREAM_STREAMS: Type.Integer({ minimum: 1, maximum: 10_000, default: 100, description: 'upstream long polls carried by one HTTP/2 connection at most' }),
   UPSTREAM_POLL_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 100_000, default: 4000, description: 'upstream connections for long polls per channel at most; over HTTP/1.1 this caps the polls held at once' }),
   UPSTREAM_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 100_000, default: 64, description: 'upstream connections for other calls (sends, state, history) per channel at most' }),

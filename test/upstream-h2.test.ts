@@ -120,3 +120,15 @@ t.test('over HTTP/2 a request answered with a body larger than the bridge reads 
   t.equal(r.ok, false)
   t.equal((r.error as { code: string }).code, 'UPSTREAM_BAD_RESPONSE')
 })
+
+t.test('calls other than polls go over HTTP/1.1 unless UPSTREAM_CALLS_HTTP2 is set', async (t) => {
+  for (const [callsHttp2, expected] of [['false', '1.1'], ['true', '2.0']] as const) {
+    const h = await startBridge(t, { ...H2C, UPSTREAM_CALLS_HTTP2: callsHttp2 }, { http2: true })
+    const [a] = await clients(h, 1) as [Welcomed]
+    const r = await a.request({ type: 'send', id: 'one', query: 'hi' })
+    t.equal(r.ok, true)
+    const seen = (route: string): string[] => [...new Set(h.emulator.requests.filter((q) => q.route === route).map((q) => q.httpVersion))]
+    t.same(seen('send'), [expected], `UPSTREAM_CALLS_HTTP2=${callsHttp2}: the send over HTTP/${expected}`)
+    t.same(seen('events'), ['2.0'], 'polls over HTTP/2 either way')
+  }
+})

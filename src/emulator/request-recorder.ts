@@ -30,7 +30,8 @@ export class RequestRecorder {
       clientId: typeof clientId === 'string' ? clientId : undefined,
       query: { ...query },
       body: request.body,
-      at: Date.now()
+      at: Date.now(),
+      httpVersion: request.raw.httpVersion
     })
   }
 }

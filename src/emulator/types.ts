@@ -57,6 +57,8 @@ export interface RequestRecord {
   body: unknown
   /** Our clock (Date.now()), not the upstream's. */
   at: number
+  /** '1.1' or '2.0'. */
+  httpVersion: string
 }
 
 /** Connections the emulator has accepted, for tests and benchmarks that count them. */

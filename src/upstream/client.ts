@@ -11,6 +11,8 @@ const MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 export interface UpstreamPoolOptions {
   /** 'auto': HTTP/2 where TLS (ALPN) offers it; 'h2c': cleartext HTTP/2 by prior knowledge; 'off': HTTP/1.1. */
   http2: 'auto' | 'h2c' | 'off'
+  /** Other calls over HTTP/2 too, as `http2` says; otherwise over HTTP/1.1, which answers short calls sooner. */
+  callsHttp2?: boolean
   /** Long polls one HTTP/2 connection carries at most. */
   streams: number
   /** Connections for long polls at most. */
@@ -83,7 +85,7 @@ export class ChatApi implements PollUpstream {
     this.basePath = url.pathname.replace(/\/+$/, '')
     this.polls = opts.dispatcher ?? upstreamPool(origin, pools, pools.streams, pools.pollConnections)
     // undici sends a non-idempotent request (POST) on a connection only when nothing else runs on it, so calls take one stream each.
-    this.calls = opts.dispatcher ?? upstreamPool(origin, pools, 1, pools.callConnections)
+    this.calls = opts.dispatcher ?? upstreamPool(origin, pools.callsHttp2 === true ? pools : { ...pools, http2: 'off' }, 1, pools.callConnections)
   }
 
   /** One request/response call; rejects with a BridgeError. */
