@@ -173,6 +173,7 @@ export class Session implements Subscriber {
     if (this.state === 'closed') return
     this.state = 'closed'
     clearTimeout(this.helloTimer)
+    this.helloTimer = undefined
     this.pending = undefined
     this.d.registry.delete(this)
     if (this.key !== undefined) {
@@ -275,6 +276,8 @@ export class Session implements Subscriber {
     }
     this.state = 'welcoming'
     clearTimeout(this.helloTimer)
+    // A cleared timer kept in a field still holds its object and arguments for the socket's life.
+    this.helloTimer = undefined
     this.welcome(frame as HelloFrame).catch((err: unknown) => {
       if (err instanceof AuthError) {
         this.d.metrics?.hellos.inc({ channel: this.channel, result: 'unauthorized' })
