@@ -16,15 +16,11 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
-import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
-import { freePort, ready, sleep, startNode, until, usage, waitHttp, type Proc } from './procs.js'
+import { freePort, root, sleep, startBridge, startEmulator, startLoadgen, TOKEN, until, usage, type Proc } from './procs.js'
 import { fmt, ratio, summarize, table, type Summary } from './stats.js'
 import type { Collected } from './loadgen.js'
 
-const root = fileURLToPath(new URL('../../../', import.meta.url))
-const here = fileURLToPath(new URL('./', import.meta.url))
-const TOKEN = 'bench-token'
 const PREFIX = 'bench:'
 
 const args = new Map(process.argv.slice(2).map((a) => {
@@ -56,46 +52,9 @@ async function startRedis (): Promise<{ child: ChildProcess, url: string }> {
   return { child, url: `redis://127.0.0.1:${port}` }
 }
 
-async function emulator (): Promise<Proc & { origin: string }> {
-  const port = await freePort()
-  const p = startNode('emulator', `${root}dist/emulator/main.js`, {
-    EMULATOR_PORT: String(port),
-    EMULATOR_HOST: '127.0.0.1',
-    EMULATOR_TOKENS: TOKEN,
-    EMULATOR_HOLD_MS: String(settings.holdMs),
-    EMULATOR_HTTP2: 'true',
-    EMULATOR_LOG_LEVEL: 'warn'
-  })
-  const origin = `http://127.0.0.1:${port}`
-  await waitHttp(`${origin}/operator/stats`)
-  return Object.assign(p, { origin })
-}
-
-async function bridge (name: string, emu: { origin: string }, env: Record<string, string>): Promise<Proc & { ws: string }> {
-  const port = await freePort()
-  const p = startNode(name, `${root}dist/server.js`, {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    UPSTREAM_URL: `${emu.origin}/chatapi`,
-    CHATAPI_TOKEN: TOKEN,
-    TICKET_SECRET: 'bench-ticket-secret-0123456789',
-    LOG_LEVEL: 'warn',
-    UPSTREAM_HTTP2: 'h2c',
-    UPSTREAM_POLL_CONNECTIONS: '4000',
-    POLL_STARTS_PER_S: '100000',
-    RATE_LIMIT_PER_S: '100000',
-    RATE_LIMIT_BURST: '100000',
-    ...env
-  })
-  await waitHttp(`http://127.0.0.1:${port}/readyz`)
-  return Object.assign(p, { ws: `ws://127.0.0.1:${port}/v1/ws` })
-}
-
-async function loadgen (): Promise<Proc> {
-  const p = startNode('loadgen', `${here}loadgen.js`, {}, { ipc: true })
-  await ready(p)
-  return p
-}
+const emulator = async (): Promise<Proc & { origin: string }> => await startEmulator(settings.holdMs)
+const bridge = startBridge
+const loadgen = startLoadgen
 
 async function activePolls (emu: { origin: string }): Promise<number> {
   return (await (await fetch(`${emu.origin}/operator/stats`)).json() as { activePolls: number }).activePolls

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { fileURLToPath } from 'node:url'
 
 const TICKS_PER_S = 100
 
@@ -131,4 +132,58 @@ export async function until (check: () => Promise<boolean> | boolean, timeoutMs:
     if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`)
     await sleep(everyMs)
   }
+}
+
+/** The project's root (the harness runs from bench/results/build/) and the harness's own folder. */
+export const root = fileURLToPath(new URL('../../../', import.meta.url))
+const here = fileURLToPath(new URL('./', import.meta.url))
+/** The channel token every scenario uses. */
+export const TOKEN = 'bench-token'
+
+/** The emulator, with h2c and HTTP/1.1 on one port, holding polls for `holdMs`. */
+export async function startEmulator (holdMs: number): Promise<Proc & { origin: string }> {
+  const port = await freePort()
+  const p = startNode('emulator', `${root}dist/emulator/main.js`, {
+    EMULATOR_PORT: String(port),
+    EMULATOR_HOST: '127.0.0.1',
+    EMULATOR_TOKENS: TOKEN,
+    EMULATOR_HOLD_MS: String(holdMs),
+    EMULATOR_HTTP2: 'true',
+    EMULATOR_LOG_LEVEL: 'warn'
+  })
+  const origin = `http://127.0.0.1:${port}`
+  await waitHttp(`${origin}/operator/stats`)
+  return Object.assign(p, { origin })
+}
+
+/**
+ * A bridge polling `emu` over h2c, with the rate limits and the poll-start
+ * pace raised so that they do not throttle the load; `env` adds or overrides
+ * settings. Resolves once /readyz answers.
+ */
+export async function startBridge (name: string, emu: { origin: string }, env: Record<string, string> = {}): Promise<Proc & { ws: string }> {
+  const port = await freePort()
+  const p = startNode(name, `${root}dist/server.js`, {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    UPSTREAM_URL: `${emu.origin}/chatapi`,
+    CHATAPI_TOKEN: TOKEN,
+    TICKET_SECRET: 'bench-ticket-secret-0123456789',
+    LOG_LEVEL: 'warn',
+    UPSTREAM_HTTP2: 'h2c',
+    UPSTREAM_POLL_CONNECTIONS: '4000',
+    POLL_STARTS_PER_S: '100000',
+    RATE_LIMIT_PER_S: '100000',
+    RATE_LIMIT_BURST: '100000',
+    ...env
+  })
+  await waitHttp(`http://127.0.0.1:${port}/readyz`)
+  return Object.assign(p, { ws: `ws://127.0.0.1:${port}/v1/ws` })
+}
+
+/** The load generator, driven over IPC. */
+export async function startLoadgen (): Promise<Proc> {
+  const p = startNode('loadgen', `${here}loadgen.js`, {}, { ipc: true })
+  await ready(p)
+  return p
 }

@@ -12,13 +12,11 @@
 import { cpus, totalmem, release, loadavg } from 'node:os'
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { freePort, ready, sleep, startNode, until, usage, waitHttp, type Proc } from './procs.js'
+import { ready, root, sleep, startBridge, startEmulator, startLoadgen, startNode, TOKEN, until, usage, type Proc } from './procs.js'
 import { fmt, ratio, summarize, table, type Summary } from './stats.js'
 import type { Collected } from './loadgen.js'
 
-const root = fileURLToPath(new URL('../../../', import.meta.url))
 const here = fileURLToPath(new URL('./', import.meta.url))
-const TOKEN = 'bench-token'
 
 const args = new Map(process.argv.slice(2).map((a) => {
   const [k, v] = a.replace(/^--/, '').split('=')
@@ -63,45 +61,18 @@ function log (msg: string): void {
 // ---------------------------------------------------------------- processes
 
 async function emulator (holdMs = settings.holdMs): Promise<Proc & { origin: string }> {
-  const port = await freePort()
-  const p = startNode('emulator', `${root}dist/emulator/main.js`, {
-    EMULATOR_PORT: String(port),
-    EMULATOR_HOST: '127.0.0.1',
-    EMULATOR_TOKENS: TOKEN,
-    EMULATOR_HOLD_MS: String(holdMs),
-    EMULATOR_HTTP2: 'true',
-    EMULATOR_LOG_LEVEL: 'warn'
-  })
-  const origin = `http://127.0.0.1:${port}`
-  await waitHttp(`${origin}/operator/stats`)
-  return Object.assign(p, { origin })
+  return await startEmulator(holdMs)
 }
 
 async function bridge (emu: { origin: string }, env: Record<string, string> = {}): Promise<Proc & { ws: string }> {
-  const port = await freePort()
-  const p = startNode('bridge', `${root}dist/server.js`, {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    UPSTREAM_URL: `${emu.origin}/chatapi`,
-    CHATAPI_TOKEN: TOKEN,
-    TICKET_SECRET: 'bench-ticket-secret-0123456789',
-    LOG_LEVEL: 'warn',
+  return await startBridge('bridge', emu, {
     UPSTREAM_HTTP2: upstream === 'h2c' ? 'h2c' : 'off',
     UPSTREAM_POLL_CONNECTIONS: upstream === 'h2c' ? '4000' : '12000',
-    POLL_STARTS_PER_S: '100000',
-    RATE_LIMIT_PER_S: '100000',
-    RATE_LIMIT_BURST: '100000',
     ...env
   })
-  await waitHttp(`http://127.0.0.1:${port}/healthz`)
-  return Object.assign(p, { ws: `ws://127.0.0.1:${port}/v1/ws` })
 }
 
-async function loadgen (): Promise<Proc> {
-  const p = startNode('loadgen', `${here}loadgen.js`, {}, { ipc: true })
-  await ready(p)
-  return p
-}
+const loadgen = startLoadgen
 
 async function bareWs (): Promise<Proc & { ws: string }> {
   const p = startNode('bare-ws', `${here}bare-ws.js`, { PORT: '0' }, { ipc: true })
@@ -290,9 +261,11 @@ async function throughputScenario (): Promise<void> {
         return await gen.call<Collected>({ cmd: 'collect' })
       })
       await gen.call({ cmd: 'disconnect' })
+      // The same front ends without the bridge: every tab long-polls the emulator for its client's events.
+      await gen.call({ cmd: 'poll', origin: emu.origin, token: TOKEN, clients, tabs })
+      await heldPolls(emu, clients * tabs)
       await gen.call({ cmd: 'measure', parse: true })
       const direct = await cpuOf([emu, gen], async () => {
-        await gen.call({ cmd: 'poll', origin: emu.origin, token: TOKEN, clients: 50, tabs: 1 })
         await gen.call({ cmd: 'requests', mode: 'direct', origin: emu.origin, token: TOKEN, rate: 0, seconds, concurrency })
         return await gen.call<Collected>({ cmd: 'collect' })
       })
