@@ -1,27 +1,11 @@
 import t from 'tap'
-import { startEmulator } from '../src/emulator/index.js'
-import { TOKEN, until } from './fixtures/bridge.js'
-import { ownerOf, redisSkip, roundRobin, SHARED_REDIS, startInstance, uniquePrefix, Visitor, type Instance } from './fixtures/cluster.js'
+import { TOKEN } from './fixtures/bridge.js'
+import { clusterEnv, connectTab, ownerOf, redisSkip, roundRobin, startClusterEmulator, startInstances } from './fixtures/cluster.js'
 
 t.test('kill -9 of the polling instance while events flow: another takes over, nothing lost or doubled', { skip: redisSkip() }, async (t) => {
-  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
-  t.teardown(async () => { await emulator.close() })
-  const env = { upstream: emulator.url, redisUrl: SHARED_REDIS, prefix: uniquePrefix(t, SHARED_REDIS) }
-  const instances: Instance[] = await Promise.all([0, 1, 2].map(async () => await startInstance(t, env)))
-  const pick = roundRobin(instances)
-
-  const first = new Visitor('tab', pick)
-  await first.connect()
-  const auth = { ticket: first.ticket as string, clientId: first.clientId as string }
-  const visitors = [first]
-  for (let i = 1; i < 6; i++) {
-    const v = new Visitor('tab', pick, auth)
-    await v.connect()
-    visitors.push(v)
-  }
-  t.teardown(() => { for (const v of visitors) v.stop() })
-  const clientId = auth.clientId
-  await until(() => emulator.activePolls(TOKEN, clientId, 'tab') === 1, 10_000, 'the upstream poll')
+  const emulator = await startClusterEmulator(t)
+  const instances = await startInstances(t, clusterEnv(t, emulator), 3)
+  const { visitors, clientId } = await connectTab(t, emulator, 6, roundRobin(instances))
   const owner = await ownerOf(instances)
   if (owner === undefined) throw new Error('no instance owns the feed')
 

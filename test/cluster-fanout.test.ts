@@ -1,27 +1,13 @@
 import t from 'tap'
-import { startEmulator } from '../src/emulator/index.js'
-import { TOKEN, until } from './fixtures/bridge.js'
-import { redisSkip, SHARED_REDIS, startInstance, uniquePrefix, Visitor, type Instance } from './fixtures/cluster.js'
+import { TOKEN } from './fixtures/bridge.js'
+import { clusterEnv, connectTab, redisSkip, startClusterEmulator, startInstances, type Instance } from './fixtures/cluster.js'
 
 t.test('three instances share one upstream poll per connection; every socket gets every event once', { skip: redisSkip() }, async (t) => {
-  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
-  t.teardown(async () => { await emulator.close() })
-  const env = { upstream: emulator.url, redisUrl: SHARED_REDIS, prefix: uniquePrefix(t, SHARED_REDIS) }
-  const instances = await Promise.all([0, 1, 2].map(async () => await startInstance(t, env)))
+  const emulator = await startClusterEmulator(t)
+  const instances = await startInstances(t, clusterEnv(t, emulator), 3)
 
   // Two sockets of the same tab (same clientId and cid) on each instance.
-  const first = new Visitor('tab', () => instances[0] as Instance)
-  await first.connect()
-  const auth = { ticket: first.ticket as string, clientId: first.clientId as string }
-  const visitors = [first]
-  for (let i = 1; i < 6; i++) {
-    const v = new Visitor('tab', () => instances[i % 3] as Instance, auth)
-    await v.connect()
-    visitors.push(v)
-  }
-  t.teardown(() => { for (const v of visitors) v.stop() })
-  const clientId = auth.clientId
-  await until(() => emulator.activePolls(TOKEN, clientId, 'tab') === 1, 10_000, 'the upstream poll')
+  const { first, visitors, clientId } = await connectTab(t, emulator, 6, (i) => instances[i % 3] as Instance)
 
   const texts = Array.from({ length: 60 }, (_, i) => `fan-${i}`)
   for (const [i, text] of texts.entries()) {

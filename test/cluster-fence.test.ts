@@ -1,10 +1,8 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { startEmulator } from '../src/emulator/index.js'
 import { FeedStreams } from '../src/cluster/feed-stream.js'
 import { feedKeys } from '../src/cluster/keys.js'
-import { TOKEN, until } from './fixtures/bridge.js'
-import { ownerOf, redisSkip, roundRobin, SHARED_REDIS, startInstance, uniquePrefix, Visitor, type Instance } from './fixtures/cluster.js'
+import { agentReplies, clusterEnv, connectTab, ownerOf, redisSkip, roundRobin, SHARED_REDIS, startClusterEmulator, startInstances, uniquePrefix, type Instance } from './fixtures/cluster.js'
 
 const skip = redisSkip()
 
@@ -36,34 +34,14 @@ t.test('an owner whose lease passed to another cannot append', { skip }, async (
 })
 
 t.test('a polling instance frozen past its lease (SIGSTOP): another takes over; after SIGCONT nothing is doubled or lost', { skip }, async (t) => {
-  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
-  t.teardown(async () => { await emulator.close() })
-  const env = { upstream: emulator.url, redisUrl: SHARED_REDIS, prefix: uniquePrefix(t, SHARED_REDIS) }
-  const instances: Instance[] = await Promise.all([0, 1, 2].map(async () => await startInstance(t, env)))
-  const pick = roundRobin(instances)
-  const first = new Visitor('tab', pick)
-  await first.connect()
-  const auth = { ticket: first.ticket as string, clientId: first.clientId as string }
-  const visitors = [first]
-  for (let i = 1; i < 6; i++) {
-    const v = new Visitor('tab', pick, auth)
-    await v.connect()
-    visitors.push(v)
-  }
-  t.teardown(() => { for (const v of visitors) v.stop() })
-  const clientId = auth.clientId
-  await until(() => emulator.activePolls(TOKEN, clientId, 'tab') === 1, 10_000, 'the upstream poll')
+  const emulator = await startClusterEmulator(t)
+  const instances = await startInstances(t, clusterEnv(t, emulator), 3)
+  const { visitors, clientId } = await connectTab(t, emulator, 6, roundRobin(instances))
   const owner = await ownerOf(instances) as Instance
   t.teardown(() => { owner.child.kill('SIGCONT') })
 
   const texts: string[] = []
-  const send = async (n: number, label: string): Promise<void> => {
-    for (let i = 0; i < n; i++) {
-      texts.push(`${label}-${i}`)
-      emulator.agentReply(TOKEN, clientId, `${label}-${i}`)
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
-  }
+  const send = agentReplies(emulator, clientId, texts)
   await send(20, 'before')
   owner.child.kill('SIGSTOP')
   await send(40, 'frozen')

@@ -1,29 +1,16 @@
 import t from 'tap'
-import { startEmulator } from '../src/emulator/index.js'
-import { TOKEN, until } from './fixtures/bridge.js'
-import { redisSkip, startInstance, startRedisCluster, Visitor, type Instance } from './fixtures/cluster.js'
+import { TOKEN } from './fixtures/bridge.js'
+import { connectTab, redisSkip, startClusterEmulator, startInstances, startRedisCluster, type Instance, type Visitor } from './fixtures/cluster.js'
 
 t.test('on a Redis Cluster: one poll per connection, every event once, resends and send order across instances', { skip: redisSkip() }, async (t) => {
-  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
-  t.teardown(async () => { await emulator.close() })
+  const emulator = await startClusterEmulator(t)
   const seeds = await startRedisCluster(t)
   // Two seed nodes are enough: the client learns the rest of the cluster from them.
   const env = { upstream: emulator.url, redisUrl: seeds.split(',').slice(0, 2).join(','), prefix: 'cluster-test:', env: { REDIS_CLUSTER: 'true' } }
-  const instances: Instance[] = await Promise.all([0, 1, 2].map(async () => await startInstance(t, env)))
+  const instances = await startInstances(t, env, 3)
   t.same(await Promise.all(instances.map(async (i) => await i.readyz())), [200, 200, 200], 'every instance is ready')
 
-  const first = new Visitor('tab', () => instances[0] as Instance)
-  await first.connect()
-  const auth = { ticket: first.ticket as string, clientId: first.clientId as string }
-  const visitors = [first]
-  for (let i = 1; i < 3; i++) {
-    const v = new Visitor('tab', () => instances[i] as Instance, auth)
-    await v.connect()
-    visitors.push(v)
-  }
-  t.teardown(() => { for (const v of visitors) v.stop() })
-  const clientId = auth.clientId
-  await until(() => emulator.activePolls(TOKEN, clientId, 'tab') === 1, 10_000, 'the upstream poll')
+  const { visitors, clientId } = await connectTab(t, emulator, 3, (i) => instances[i] as Instance)
   const texts = Array.from({ length: 30 }, (_, i) => `rc-${i}`)
   for (const text of texts) emulator.agentReply(TOKEN, clientId, text)
   await Promise.all(visitors.map(async (v) => { await v.sees(texts) }))

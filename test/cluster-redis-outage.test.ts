@@ -1,44 +1,19 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { startEmulator } from '../src/emulator/index.js'
 import { TOKEN, until } from './fixtures/bridge.js'
-import { freePort, ownerOf, redisSkip, RedisServer, startInstance, startRedis, uniquePrefix, Visitor, type Instance } from './fixtures/cluster.js'
+import { agentReplies, clusterEnv, connectTab, freePort, ownerOf, redisSkip, RedisServer, startClusterEmulator, startInstance, startInstances, startRedis, Visitor, type Instance } from './fixtures/cluster.js'
 import { TestClient } from './fixtures/ws-client.js'
 
 t.test('Redis stops and starts again (empty) during traffic: open sockets stay, nothing lost or doubled, full recovery', { skip: redisSkip() }, async (t) => {
-  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
-  t.teardown(async () => { await emulator.close() })
+  const emulator = await startClusterEmulator(t)
   const redis = await startRedis(t)
-  const env = { upstream: emulator.url, redisUrl: redis.url, prefix: uniquePrefix(t, redis.url) }
-  const instances: Instance[] = await Promise.all([0, 1, 2].map(async () => await startInstance(t, env)))
-
-  const first = new Visitor('tab', () => instances[0] as Instance)
-  await first.connect()
-  const auth = { ticket: first.ticket as string, clientId: first.clientId as string }
-  const visitors = [first]
-  for (let i = 1; i < 6; i++) {
-    const v = new Visitor('tab', () => instances[i % 3] as Instance, auth)
-    await v.connect()
-    visitors.push(v)
-  }
-  t.teardown(() => { for (const v of visitors) v.stop() })
-  const clientId = auth.clientId
-  await until(() => emulator.activePolls(TOKEN, clientId, 'tab') === 1, 10_000, 'the upstream poll')
+  const instances = await startInstances(t, clusterEnv(t, emulator, redis.url), 3)
+  const { first, visitors, clientId } = await connectTab(t, emulator, 6, (i) => instances[i % 3] as Instance)
   const owner = await ownerOf(instances) as Instance
   const onOwner = visitors.filter((v) => v.instance === owner)
 
   const texts: string[] = []
-  const publish = async (n: number, label: string): Promise<string[]> => {
-    const batch: string[] = []
-    for (let i = 0; i < n; i++) {
-      const text = `${label}-${i}`
-      batch.push(text)
-      texts.push(text)
-      emulator.agentReply(TOKEN, clientId, text)
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
-    return batch
-  }
+  const publish = agentReplies(emulator, clientId, texts)
   await publish(20, 'before')
 
   const marks = instances.map((i) => i.logs.length)
@@ -72,11 +47,10 @@ t.test('Redis stops and starts again (empty) during traffic: open sockets stay, 
 })
 
 t.test('an instance started while Redis is down waits, not ready, and serves once Redis comes', { skip: redisSkip() }, async (t) => {
-  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
-  t.teardown(async () => { await emulator.close() })
+  const emulator = await startClusterEmulator(t)
   const redis = new RedisServer(await freePort())
   t.teardown(async () => { await redis.stop() })
-  const inst = await startInstance(t, { upstream: emulator.url, redisUrl: redis.url, prefix: uniquePrefix(t, redis.url) })
+  const inst = await startInstance(t, clusterEnv(t, emulator, redis.url))
   const warned = await inst.log((l) => l.msg.startsWith('Redis does not answer'))
   t.match(warned, { level: 40, redis: redis.url }, 'the log says why it is not ready, and where Redis should be')
   t.equal(await inst.readyz(), 503, 'not ready')
@@ -93,29 +67,15 @@ t.test('an instance started while Redis is down waits, not ready, and serves onc
 })
 
 t.test('a Redis that stalls (CLIENT PAUSE) longer than REDIS_TIMEOUT_MS counts as down, then recovers; nothing lost or doubled', { skip: redisSkip() }, async (t) => {
-  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
-  t.teardown(async () => { await emulator.close() })
+  const emulator = await startClusterEmulator(t)
   const redis = await startRedis(t)
   const admin = new Redis(redis.url)
   t.teardown(() => { admin.disconnect() })
-  const env = { upstream: emulator.url, redisUrl: redis.url, prefix: uniquePrefix(t, redis.url) }
-  const instances: Instance[] = await Promise.all([0, 1].map(async () => await startInstance(t, env)))
-  const first = new Visitor('tab', () => instances[0] as Instance)
-  await first.connect()
-  const second = new Visitor('tab', () => instances[1] as Instance, { ticket: first.ticket as string, clientId: first.clientId as string })
-  await second.connect()
-  t.teardown(() => { first.stop(); second.stop() })
-  const clientId = first.clientId as string
-  await until(() => emulator.activePolls(TOKEN, clientId, 'tab') === 1, 10_000, 'the upstream poll')
+  const instances = await startInstances(t, clusterEnv(t, emulator, redis.url), 2)
+  const { visitors, clientId } = await connectTab(t, emulator, 2, (i) => instances[i] as Instance)
 
   const texts: string[] = []
-  const publish = async (n: number, label: string): Promise<void> => {
-    for (let i = 0; i < n; i++) {
-      texts.push(`${label}-${i}`)
-      emulator.agentReply(TOKEN, clientId, `${label}-${i}`)
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
-  }
+  const publish = agentReplies(emulator, clientId, texts)
   await publish(10, 'before')
   const marks = instances.map((i) => i.logs.length)
   await admin.call('CLIENT', 'PAUSE', '2500', 'ALL')
@@ -124,8 +84,8 @@ t.test('a Redis that stalls (CLIENT PAUSE) longer than REDIS_TIMEOUT_MS counts a
   t.pass('both instances noticed')
   await Promise.all(instances.map(async (i, k) => await i.log((l) => l.msg === 'Redis is available' && i.logs.indexOf(l) >= (marks[k] as number))))
   await publish(10, 'after')
-  await Promise.all([first, second].map(async (v) => { await v.sees(texts, 30_000) }))
-  for (const v of [first, second]) {
+  await Promise.all(visitors.map(async (v) => { await v.sees(texts, 30_000) }))
+  for (const v of visitors) {
     t.same(v.tally(texts), { lost: 0, doubled: 0 }, `${v.instance?.name ?? ''}: all ${texts.length} events once`)
     t.equal(v.reconnects, 0, 'the socket stayed open')
   }

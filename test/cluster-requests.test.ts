@@ -1,21 +1,10 @@
 import t from 'tap'
-import { startEmulator } from '../src/emulator/index.js'
-import { TOKEN } from './fixtures/bridge.js'
-import { redisSkip, SHARED_REDIS, startInstance, uniquePrefix, type Instance } from './fixtures/cluster.js'
-import { TestClient, type Frame } from './fixtures/ws-client.js'
+import { clusterEnv, redisSkip, socketOpener, startClusterEmulator, startInstances, type Instance } from './fixtures/cluster.js'
 
 t.test('request rules hold across instances', { skip: redisSkip() }, async (t) => {
-  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
-  t.teardown(async () => { await emulator.close() })
-  const env = { upstream: emulator.url, redisUrl: SHARED_REDIS, prefix: uniquePrefix(t, SHARED_REDIS) }
-  const instances: Instance[] = await Promise.all([0, 1, 2].map(async () => await startInstance(t, env)))
-  const sockets: TestClient[] = []
-  t.teardown(() => { for (const s of sockets) s.ws.terminate() })
-  const open = async (inst: Instance, hello: Record<string, unknown>): Promise<TestClient & { welcome: Frame }> => {
-    const c = await new TestClient(inst.url).open()
-    sockets.push(c)
-    return Object.assign(c, { welcome: await c.hello(hello) })
-  }
+  const emulator = await startClusterEmulator(t)
+  const instances = await startInstances(t, clusterEnv(t, emulator), 3)
+  const open = socketOpener(t)
   const [one, two, three] = instances as [Instance, Instance, Instance]
   const a = await open(one, { cid: 'tab-1' })
   const ticket = a.welcome.ticket as string

@@ -1,28 +1,19 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { startEmulator } from '../src/emulator/index.js'
 import { feedKeys } from '../src/cluster/keys.js'
 import { TOKEN, until } from './fixtures/bridge.js'
-import { redisSkip, SHARED_REDIS, startInstance, uniquePrefix, type Instance } from './fixtures/cluster.js'
-import { TestClient, type Frame } from './fixtures/ws-client.js'
+import { clusterEnv, redisSkip, SHARED_REDIS, socketOpener, startClusterEmulator, startInstances, type Instance } from './fixtures/cluster.js'
+import type { Frame, TestClient } from './fixtures/ws-client.js'
 
 const texts = (frames: Frame[]): string[] => frames.map((f) => ((f.event as { event: { text?: string } }).event.text ?? ''))
 
 t.test('a cursor resumes on another instance, from Redis or from the upstream', { skip: redisSkip() }, async (t) => {
-  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
-  t.teardown(async () => { await emulator.close() })
+  const emulator = await startClusterEmulator(t)
   const redis = new Redis(SHARED_REDIS)
   t.teardown(() => { redis.disconnect() })
-  const prefix = uniquePrefix(t, SHARED_REDIS)
-  const env = { upstream: emulator.url, redisUrl: SHARED_REDIS, prefix, env: { POLL_LINGER_MS: '0' } }
-  const [one, two] = await Promise.all([0, 1].map(async () => await startInstance(t, env))) as [Instance, Instance]
-  const sockets: TestClient[] = []
-  t.teardown(() => { for (const s of sockets) s.ws.terminate() })
-  const open = async (inst: Instance, hello: Record<string, unknown>): Promise<TestClient & { welcome: Frame }> => {
-    const c = await new TestClient(inst.url).open()
-    sockets.push(c)
-    return Object.assign(c, { welcome: await c.hello(hello) })
-  }
+  const env = clusterEnv(t, emulator, SHARED_REDIS, { POLL_LINGER_MS: '0' })
+  const [one, two] = await startInstances(t, env, 2) as [Instance, Instance]
+  const open = socketOpener(t)
   const said = async (c: TestClient, text: string): Promise<void> => {
     await c.next((f) => f.type === 'event' && texts([f])[0] === text)
   }
@@ -30,7 +21,7 @@ t.test('a cursor resumes on another instance, from Redis or from the upstream', 
   const a = await open(one, { cid: 'tab' })
   const clientId = a.welcome.clientId as string
   const ticket = a.welcome.ticket as string
-  const stream = feedKeys(prefix, { channel: 'default', clientId, cid: 'tab', all: true }).stream
+  const stream = feedKeys(env.prefix, { channel: 'default', clientId, cid: 'tab', all: true }).stream
   await until(() => emulator.activePolls(TOKEN, clientId, 'tab') === 1, 10_000, 'the upstream poll')
   for (const text of ['e1', 'e2', 'e3']) {
     emulator.agentReply(TOKEN, clientId, text)

@@ -1,30 +1,20 @@
 import t from 'tap'
-import { startEmulator } from '../src/emulator/index.js'
 import { TOKEN, until } from './fixtures/bridge.js'
-import { redisSkip, roundRobin, SHARED_REDIS, startInstance, uniquePrefix, Visitor, type Instance } from './fixtures/cluster.js'
+import { clusterEnv, connectVisitors, redisSkip, roundRobin, startClusterEmulator, startInstance, startInstances, type Visitor } from './fixtures/cluster.js'
 
 t.test('a rolling restart of every instance while events flow: clients resume, nothing lost or doubled', { skip: redisSkip() }, async (t) => {
-  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
-  t.teardown(async () => { await emulator.close() })
-  const env = { upstream: emulator.url, redisUrl: SHARED_REDIS, prefix: uniquePrefix(t, SHARED_REDIS) }
-  const instances: Instance[] = await Promise.all([0, 1, 2].map(async () => await startInstance(t, env)))
+  const emulator = await startClusterEmulator(t)
+  const env = clusterEnv(t, emulator)
+  const instances = await startInstances(t, env, 3)
   const pick = roundRobin(instances)
 
   // Two visitors with two tabs each, spread over the instances.
   const visitors: Visitor[] = []
-  t.teardown(() => { for (const v of visitors) v.stop() })
   const clients: string[] = []
   for (let c = 0; c < 2; c++) {
-    const first = new Visitor('tab-a', pick)
-    await first.connect()
-    visitors.push(first)
-    const auth = { ticket: first.ticket as string, clientId: first.clientId as string }
-    clients.push(auth.clientId)
-    for (const cid of ['tab-a', 'tab-b', 'tab-b']) {
-      const v = new Visitor(cid, pick, auth)
-      await v.connect()
-      visitors.push(v)
-    }
+    const tabs = await connectVisitors(t, ['tab-a', 'tab-a', 'tab-b', 'tab-b'], pick)
+    visitors.push(...tabs)
+    clients.push(tabs[0]?.clientId as string)
   }
   for (const id of clients) {
     await until(() => emulator.activePolls(TOKEN, id, 'tab-a') === 1 && emulator.activePolls(TOKEN, id, 'tab-b') === 1, 10_000, 'the upstream polls')

@@ -1,11 +1,8 @@
 import t from 'tap'
-import { startEmulator } from '../src/emulator/index.js'
-import { TOKEN, until } from './fixtures/bridge.js'
-import { redisSkip, roundRobin, startInstance, startSentinelSet, Visitor, type Instance } from './fixtures/cluster.js'
+import { agentReplies, connectTab, redisSkip, roundRobin, startClusterEmulator, startInstances, startSentinelSet } from './fixtures/cluster.js'
 
 t.test('through Sentinel: the Redis master dies, the replica is promoted, and the bridges carry on', { skip: redisSkip() }, async (t) => {
-  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 1000 })
-  t.teardown(async () => { await emulator.close() })
+  const emulator = await startClusterEmulator(t)
   const set = await startSentinelSet(t)
   const env = {
     upstream: emulator.url,
@@ -13,29 +10,11 @@ t.test('through Sentinel: the Redis master dies, the replica is promoted, and th
     prefix: 'sentinel-test:',
     env: { REDIS_OPTIONS: JSON.stringify({ sentinels: [{ host: '127.0.0.1', port: set.sentinelPort }], name: set.name }) }
   }
-  const instances: Instance[] = await Promise.all([0, 1, 2].map(async () => await startInstance(t, env)))
-  const pick = roundRobin(instances)
-  const first = new Visitor('tab', pick)
-  await first.connect()
-  const auth = { ticket: first.ticket as string, clientId: first.clientId as string }
-  const visitors = [first]
-  for (let i = 1; i < 3; i++) {
-    const v = new Visitor('tab', pick, auth)
-    await v.connect()
-    visitors.push(v)
-  }
-  t.teardown(() => { for (const v of visitors) v.stop() })
-  const clientId = auth.clientId
-  await until(() => emulator.activePolls(TOKEN, clientId, 'tab') === 1, 10_000, 'the upstream poll')
+  const instances = await startInstances(t, env, 3)
+  const { first, visitors, clientId } = await connectTab(t, emulator, 3, roundRobin(instances))
 
   const texts: string[] = []
-  const publish = async (n: number, label: string): Promise<void> => {
-    for (let i = 0; i < n; i++) {
-      texts.push(`${label}-${i}`)
-      emulator.agentReply(TOKEN, clientId, `${label}-${i}`)
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
-  }
+  const publish = agentReplies(emulator, clientId, texts)
   await publish(20, 'before')
   const marks = instances.map((i) => i.logs.length)
   set.killMaster()
