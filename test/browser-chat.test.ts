@@ -1,41 +1,18 @@
 import t from 'tap'
 import { mkdirSync } from 'node:fs'
-import type { Page } from 'playwright-core'
 import { TOKEN, until } from './fixtures/bridge.js'
-import { browserSkip, launchBrowser, pageErrors, startDemo, type DemoHarness } from './fixtures/browser.js'
+import { browserSkip, keys, launchBrowser, newChatPage, openChat, say, startDemo } from './fixtures/browser.js'
 
 const skip = browserSkip()
-
-/** Opens the page and waits until it is online and its upstream poll runs (the upstream gives a new cid only what comes after that). */
-async function openChat (h: DemoHarness, page: Page, polls = 1): Promise<string> {
-  await page.goto(`${h.httpUrl}/`)
-  await page.waitForSelector('#status[data-state="open"]')
-  const clientId = (await page.textContent('#client-id')) ?? ''
-  await until(() => h.emulator.activePolls(TOKEN, clientId) === polls, 5000, 'the polls of the page')
-  return clientId
-}
-
-async function say (page: Page, text: string): Promise<void> {
-  await page.fill('#input', text)
-  await page.press('#input', 'Enter')
-}
-
-/** The keys of the rendered messages, in order; a doubled message would show as a repeated key. */
-async function keys (page: Page): Promise<string[]> {
-  return await page.$$eval('#log .msg', (els) => els.map((el) => (el as HTMLElement).dataset.key ?? 'unsent'))
-}
 
 t.test('a conversation in two tabs of one visitor', { skip }, async (t) => {
   const h = await startDemo(t)
   const browser = await launchBrowser(t)
   const context = await browser.newContext()
-  const tab1 = await context.newPage()
-  const errors = pageErrors(tab1)
-  const clientId = await openChat(h, tab1)
+  const { page: tab1, errors, clientId } = await newChatPage(h, context)
   t.match(clientId, /^[0-9a-f-]{36}$/, 'the page shows the visitor id')
-  const tab2 = await context.newPage()
-  const errors2 = pageErrors(tab2)
-  t.equal(await openChat(h, tab2, 2), clientId, 'the second tab is the same visitor (the ticket is in localStorage)')
+  const { page: tab2, errors: errors2, clientId: clientId2 } = await newChatPage(h, context, 2)
+  t.equal(clientId2, clientId, 'the second tab is the same visitor (the ticket is in localStorage)')
   const cids = await Promise.all([tab1, tab2].map(async (p) => await p.evaluate(() => sessionStorage.getItem('chatapi-bridge-demo:cid'))))
   t.not(cids[0], cids[1], 'each tab is its own connection')
 
@@ -78,9 +55,7 @@ t.test('a conversation in two tabs of one visitor', { skip }, async (t) => {
 t.test('bot markup is sanitised: only a few inline tags, links to http(s) only', { skip }, async (t) => {
   const h = await startDemo(t)
   const browser = await launchBrowser(t)
-  const page = await browser.newPage()
-  const errors = pageErrors(page)
-  const clientId = await openChat(h, page)
+  const { page, errors, clientId } = await newChatPage(h, browser)
   h.emulator.publish(TOKEN, clientId, 'botResponse', {
     questionId: 'evil-1',
     data: {

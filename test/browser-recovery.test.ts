@@ -1,26 +1,9 @@
 import t from 'tap'
 import type { Page } from 'playwright-core'
-import { TOKEN, until } from './fixtures/bridge.js'
-import { browserSkip, cutSockets, launchBrowser, pageErrors, startDemo, type DemoHarness } from './fixtures/browser.js'
+import { TOKEN } from './fixtures/bridge.js'
+import { browserSkip, cutSockets, keys, launchBrowser, newChatPage, say, startDemo } from './fixtures/browser.js'
 
 const skip = browserSkip()
-
-async function openChat (h: DemoHarness, page: Page, polls = 1): Promise<string> {
-  await page.goto(`${h.httpUrl}/`)
-  await page.waitForSelector('#status[data-state="open"]')
-  const clientId = (await page.textContent('#client-id')) ?? ''
-  await until(() => h.emulator.activePolls(TOKEN, clientId) === polls, 5000, 'the polls of the page')
-  return clientId
-}
-
-async function say (page: Page, text: string): Promise<void> {
-  await page.fill('#input', text)
-  await page.press('#input', 'Enter')
-}
-
-async function keys (page: Page): Promise<string[]> {
-  return await page.$$eval('#log .msg', (els) => els.map((el) => (el as HTMLElement).dataset.key ?? 'unsent'))
-}
 
 async function messageCount (page: Page, n: number): Promise<void> {
   await page.waitForFunction((n) => document.querySelectorAll('#log .msg[data-key]').length === n, n)
@@ -31,9 +14,7 @@ t.test('the socket is cut: the page reconnects, resends, resumes, and shows each
   let upgrades = 0
   h.app.server.on('upgrade', () => { upgrades++ })
   const browser = await launchBrowser(t)
-  const page = await browser.newPage()
-  const errors = pageErrors(page)
-  const clientId = await openChat(h, page)
+  const { page, errors, clientId } = await newChatPage(h, browser)
   await say(page, 'hello')
   await messageCount(page, 2)
   // Every state the status line goes through, recorded in the page.
@@ -72,9 +53,7 @@ t.test('a reload and a new tab show the conversation from the history', { skip }
   const h = await startDemo(t)
   const browser = await launchBrowser(t)
   const context = await browser.newContext()
-  const page = await context.newPage()
-  const errors = pageErrors(page)
-  const clientId = await openChat(h, page)
+  const { page, errors, clientId } = await newChatPage(h, context)
   await say(page, 'first')
   await messageCount(page, 2)
   await say(page, 'agent')
@@ -123,9 +102,7 @@ t.test('a refused ticket: the page says so, and "Try again" starts over as a new
 t.test('with the webhook wired up: the bot speaking up after a timeout, a campaign, and an agent reply shown once', { skip }, async (t) => {
   const h = await startDemo(t, { webhook: true })
   const browser = await launchBrowser(t)
-  const page = await browser.newPage()
-  const errors = pageErrors(page)
-  const clientId = await openChat(h, page)
+  const { page, errors, clientId } = await newChatPage(h, browser)
   await say(page, 'timeout 0.2')
   await page.waitForSelector('.msg.bot .notice:has-text("waits 0.2 s")')
   await page.waitForSelector('.msg.bot:has-text("Are you still there?")')

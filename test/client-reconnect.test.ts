@@ -17,6 +17,16 @@ async function pollRunning (h: Harness, client: BridgeClient): Promise<void> {
   await until(() => h.emulator.activePolls(TOKEN, client.clientId ?? '', client.cid) >= 1, 5000, 'the poll of the client')
 }
 
+/** A client that records every event it gets in `seen`, connected, with its upstream poll running. */
+async function connectedClient (t: Test, h: Harness, opts: BridgeClientOptions): Promise<{ client: BridgeClient, seen: BridgeEvent[] }> {
+  const client = makeClient(t, opts)
+  const seen: BridgeEvent[] = []
+  client.on('event', (e) => { seen.push(e) })
+  await client.connect()
+  await pollRunning(h, client)
+  return { client, seen }
+}
+
 /** Resolves with the next payload of `name` that matches. */
 async function next<K extends keyof ClientEvents> (client: BridgeClient, name: K, match: (p: ClientEvents[K]) => boolean = () => true): Promise<ClientEvents[K]> {
   return await new Promise((resolve) => {
@@ -36,13 +46,16 @@ function cutSockets (h: Harness): void {
 const textOf = (e: BridgeEvent): string => String(e.event.query ?? e.event.text ?? (e.event.data as { replies?: Array<{ text?: string }> } | undefined)?.replies?.[0]?.text ?? '')
 const summary = (events: BridgeEvent[]): string[] => events.map((e) => `${e.type}: ${textOf(e)}`)
 
+/** Sends `text` and resolves once the bot's answer that quotes it arrives. */
+async function sendAndAwaitAnswer (client: BridgeClient, text: string): Promise<void> {
+  const answered = next(client, 'event', (e) => e.type === 'botResponse' && textOf(e).includes(text))
+  await client.send(text)
+  await answered
+}
+
 t.test('after a dropped socket the client resumes: nothing lost, nothing twice', async (t) => {
   const h = await startBridge(t)
-  const client = makeClient(t, { url: h.wsUrl, cid: 'tab' })
-  const seen: BridgeEvent[] = []
-  client.on('event', (e) => { seen.push(e) })
-  await client.connect()
-  await pollRunning(h, client)
+  const { client, seen } = await connectedClient(t, h, { url: h.wsUrl, cid: 'tab' })
   const clientId = client.clientId as string
   const answered = next(client, 'event', (e) => e.type === 'botResponse')
   await client.send('one')
@@ -61,9 +74,7 @@ t.test('after a dropped socket the client resumes: nothing lost, nothing twice',
   t.equal(welcome.clientId, clientId, 'the same visitor')
   await until(() => seen.some((e) => e.type === 'agentResponse'), 5000, 'the agent reply')
 
-  const again = next(client, 'event', (e) => e.type === 'botResponse' && textOf(e).includes('two'))
-  await client.send('two')
-  await again
+  await sendAndAwaitAnswer(client, 'two')
   t.same(summary(seen), [
     'clientRequest: one',
     'botResponse: You said: one',
@@ -76,11 +87,7 @@ t.test('after a dropped socket the client resumes: nothing lost, nothing twice',
 
 t.test('a socket that drops before its first event loses nothing either', async (t) => {
   const h = await startBridge(t)
-  const client = makeClient(t, { url: h.wsUrl, cid: 'tab' })
-  const seen: BridgeEvent[] = []
-  client.on('event', (e) => { seen.push(e) })
-  await client.connect()
-  await pollRunning(h, client)
+  const { client, seen } = await connectedClient(t, h, { url: h.wsUrl, cid: 'tab' })
   const welcomed = next(client, 'welcome')
   cutSockets(h)
   h.emulator.agentReply(TOKEN, client.clientId as string, 'first words')
@@ -92,11 +99,7 @@ t.test('a socket that drops before its first event loses nothing either', async 
 t.test('after the bridge restarts on another port, the client follows the url getter and resumes', async (t) => {
   const h = await startBridge(t)
   let url = h.wsUrl
-  const client = makeClient(t, { url: () => url, cid: 'tab' })
-  const seen: BridgeEvent[] = []
-  client.on('event', (e) => { seen.push(e) })
-  await client.connect()
-  await pollRunning(h, client)
+  const { client, seen } = await connectedClient(t, h, { url: () => url, cid: 'tab' })
   const answered = next(client, 'event', (e) => e.type === 'botResponse')
   await client.send('before')
   await answered
@@ -110,9 +113,7 @@ t.test('after the bridge restarts on another port, the client follows the url ge
   url = h2.wsUrl
   t.equal((await welcomed).resumed, true, 'the new bridge resumes from the cursor of the old one')
   await until(() => seen.some((e) => e.type === 'agentResponse'), 5000, 'the agent reply')
-  const again = next(client, 'event', (e) => e.type === 'botResponse' && textOf(e).includes('after'))
-  await client.send('after')
-  await again
+  await sendAndAwaitAnswer(client, 'after')
   t.same(summary(seen), [
     'clientRequest: before',
     'botResponse: You said: before',
@@ -132,11 +133,7 @@ t.test('a request in flight when the socket drops is sent again with its id, and
       Object.assign(this, { send: (data: string) => { frames.push(data); send(data) } })
     }
   }
-  const client = makeClient(t, { url: h.wsUrl, cid: 'tab', WebSocket: Spy })
-  const seen: BridgeEvent[] = []
-  client.on('event', (e) => { seen.push(e) })
-  await client.connect()
-  await pollRunning(h, client)
+  const { client, seen } = await connectedClient(t, h, { url: h.wsUrl, cid: 'tab', WebSocket: Spy })
 
   h.emulator.faults.add({ route: 'send', kind: 'delay', delayMs: 300 })
   const upstreamGotIt = new Promise<void>((resolve) => {
@@ -154,9 +151,7 @@ t.test('a request in flight when the socket drops is sent again with its id, and
   t.equal(sends[0]?.id, sends[1]?.id, 'with the same id')
   t.equal(h.emulator.requests.filter((r) => r.route === 'send').length, 1, 'the upstream saw one send')
 
-  const later = next(client, 'event', (e) => e.type === 'botResponse' && textOf(e).includes('later'))
-  await client.send('later')
-  await later
+  await sendAndAwaitAnswer(client, 'later')
   t.equal(settled, 1)
   t.equal(seen.filter((e) => e.type === 'clientRequest' && textOf(e) === 'only once').length, 1, 'one message in the conversation')
   t.equal(h.emulator.requests.filter((r) => r.route === 'send').length, 2)
