@@ -52,6 +52,8 @@ export class Session implements Subscriber {
   private tokens: number
   private lastRefill = Date.now()
   private limitedInRow = 0
+  /** The part of the heartbeat period this socket is pinged in (kept by Sessions). */
+  heartbeatSlice: Set<Session> | undefined
 
   constructor (ws: WebSocket, channel: string, deps: SessionDeps) {
     this.ws = ws

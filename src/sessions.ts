@@ -1,13 +1,22 @@
 import { CloseCode } from './errors.js'
 import type { Session } from './session.js'
 
+/** Most slices a heartbeat period is cut into, and the shortest tick. */
+const MAX_SLICES = 25
+const MIN_TICK_MS = 50
+
 /**
  * Every open socket of this process. One timer beats the heart of all of
- * them, rather than a timer per socket.
+ * them, rather than a timer per socket; the sockets are spread over slices
+ * of the period, so that ten thousand pings (and their pongs) are not one
+ * burst that stalls every other socket's events.
  */
 export class Sessions extends Set<Session> {
   private readonly timer: NodeJS.Timeout
   private readonly perClient = new Map<string, number>()
+  private readonly slices: Array<Set<Session>>
+  private nextSlice = 0
+  private tick = 0
 
   /** Counts a socket for its client; false when the client already has `max` here. */
   claim (channel: string, clientId: string, max: number): boolean {
@@ -27,8 +36,29 @@ export class Sessions extends Set<Session> {
 
   constructor (heartbeatMs: number) {
     super()
-    this.timer = setInterval(() => { for (const s of this) s.heartbeat() }, heartbeatMs)
+    const n = Math.max(1, Math.min(MAX_SLICES, Math.floor(heartbeatMs / MIN_TICK_MS)))
+    this.slices = Array.from({ length: n }, () => new Set<Session>())
+    // Each slice's turn comes once per heartbeatMs.
+    this.timer = setInterval(() => {
+      const slice = this.slices[this.tick++ % n] as Set<Session>
+      for (const s of slice) s.heartbeat()
+    }, heartbeatMs / n)
     this.timer.unref()
+  }
+
+  override add (s: Session): this {
+    if (this.has(s)) return this
+    super.add(s)
+    const slice = this.slices[this.nextSlice++ % this.slices.length] as Set<Session>
+    slice.add(s)
+    s.heartbeatSlice = slice
+    return this
+  }
+
+  override delete (s: Session): boolean {
+    s.heartbeatSlice?.delete(s)
+    s.heartbeatSlice = undefined
+    return super.delete(s)
   }
 
   socketsByChannel (): Map<string, number> {

@@ -62,6 +62,22 @@ t.test('data-frame ping is answered; the server pings at the heartbeat', async (
   t.pass('server data-frame ping seen')
 })
 
+t.test('the heartbeat pings sockets spread over its period, each once per period', async (t) => {
+  const h = await startBridge(t, { HEARTBEAT_MS: '500' })
+  const sockets = await Promise.all(Array.from({ length: 20 }, async () => await h.client()))
+  // Each socket's first two pings, as seen here.
+  const pings = await Promise.all(sockets.map(async (c) => {
+    await c.upcoming((f) => f.type === 'ping', 3000)
+    const first = performance.now()
+    await c.upcoming((f) => f.type === 'ping', 3000)
+    return { first, second: performance.now() }
+  }))
+  const firsts = pings.map((p) => p.first)
+  const spread = Math.max(...firsts) - Math.min(...firsts)
+  t.ok(spread >= 200, `first pings spread over ${Math.round(spread)} ms of the 500 ms period, not one burst`)
+  for (const p of pings) t.ok(p.second - p.first > 250 && p.second - p.first < 1000, `pinged again after ${Math.round(p.second - p.first)} ms`)
+})
+
 t.test('a socket that stops answering pings is ended', async (t) => {
   const h = await startBridge(t, { HEARTBEAT_MS: '100' })
   const a = await h.client()
