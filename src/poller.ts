@@ -69,6 +69,9 @@ export function parseAnswer (elements: Array<Record<string, unknown>>): FeedEven
 /** Where a poller is: which of its callbacks or timers it waits for. */
 const enum Phase { New, Gate, Waiting, Paused, Polling, Stopped }
 
+/** Stands for the call while poll() has not returned it yet. */
+const STARTING: PollCall = { cancel: () => {} }
+
 /** Runs a poller's next step (a module function, so that no closure is made per poller or per poll). */
 function step (p: Poller): void { p.next() }
 
@@ -180,7 +183,10 @@ export class Poller implements PollSink, GateWaiter {
     this.phase = Phase.Polling
     const ts = this.lastTs === undefined || this.nextPage ? undefined : this.complete ? this.lastTs + 1 : this.lastTs
     this.askedFrom = ts
-    this.call = this.ctx.upstream.poll(this.query, ts, this)
+    // The upstream may end the call before poll() returns (a dispatcher already closed fails at once).
+    this.call = STARTING
+    const call = this.ctx.upstream.poll(this.query, ts, this)
+    if (this.call === STARTING) this.call = call
   }
 
   pollAnswered (elements: Array<Record<string, unknown>>): void {

@@ -145,3 +145,26 @@ t.test('a full page is followed by the server-side cursor, so a crowded millisec
   const ms = Date.parse(T + 'Z')
   t.same(s.asked.slice(0, 3), [undefined, undefined, ms], 'the second page by server cursor, then by time again')
 })
+
+t.test('a poll that fails before poll() returns is retried, and so is one answered at once', async (t) => {
+  const asked: Array<number | undefined> = []
+  let held: (() => void) | undefined
+  const done = new Promise<void>((resolve) => { held = resolve })
+  const upstream: PollUpstream = {
+    poll: (_q, ts, sink) => {
+      asked.push(ts)
+      // Every answer comes before poll() returns, as from a dispatcher that fails at once.
+      if (asked.length === 1) sink.pollFailed(new BridgeError(ErrorCode.UPSTREAM_UNAVAILABLE, 'closed'))
+      else if (asked.length === 2) sink.pollAnswered([ev('2026-01-01T00:00:00.100', 'a')])
+      else held?.()
+      return { cancel: () => {} }
+    }
+  }
+  const got: string[] = []
+  const p = make({ upstream }, { onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)) })
+  p.start()
+  await done
+  p.stop()
+  t.same(got, ['a'])
+  t.ok(asked.length >= 3, 'it kept polling')
+})
