@@ -13,33 +13,43 @@ import WebSocket from 'ws'
 export type Command =
   | { cmd: 'connect', url: string, clients: number, tabs: number, shareCid: boolean }
   | { cmd: 'poll', origin: string, token: string, clients: number, tabs: number }
-  | { cmd: 'publish', origin: string, token: string, rate: number, seconds: number, concurrency: number, bodyBytes?: number }
-  | { cmd: 'requests', mode: 'ws' | 'direct', origin?: string, token?: string, rate: number, seconds: number, concurrency: number }
+  | { cmd: 'publish', origin: string, token: string, rate: number, seconds: number, concurrency: number, bodyBytes?: number, kind?: 'ws' | 'direct' }
+  | { cmd: 'requests', mode: 'ws' | 'direct' | 'both', origin?: string, token?: string, rate: number, seconds: number, concurrency: number }
   | { cmd: 'measure' }
   | { cmd: 'collect' }
   | { cmd: 'stopPolls' }
   | { cmd: 'disconnect' }
   | { cmd: 'sample' }
 
-export interface Collected {
-  /** The last frame a socket received, as text. */
-  lastFrame: string
+/** What one kind of client saw: the bridge's WebSocket clients, or the front ends polling the emulator directly. */
+export interface Side {
   latencies: number[]
   roundTrips: number[]
-  frames: number
   events: number
   results: number
+  /** Bytes read and written on these clients' sockets. */
   bytes: number
+}
+
+export interface Collected extends Side {
+  /** The last frame a socket received, as text. */
+  lastFrame: string
+  frames: number
   seconds: number
   errors: number
+  /** The same, by kind of client (the fields above add both up). */
+  ws: Side
+  direct: Side
 }
+
+const newSide = (): Side => ({ latencies: [], roundTrips: [], events: 0, results: 0, bytes: 0 })
 
 const now = (): number => performance.timeOrigin + performance.now()
 
-/** One addressable target of a publish: what the upstream calls a client. */
-interface Target { clientId: string }
+/** One addressable target of a publish: what the upstream calls a client, and how it listens. */
+interface Target { clientId: string, kind: 'ws' | 'direct' }
 
-interface WsClient { ws: WebSocket, clientId: string, cid: string, tab: number, pending: Map<string, number> }
+interface WsClient { ws: WebSocket, clientId: string, cid: string, tab: number, pending: Map<string, { at: number, done: () => void }> }
 
 interface Poller { clientId: string, cid: string, client: Client, socket: Socket | undefined }
 
@@ -49,14 +59,12 @@ class LoadGen {
   private targets: Target[] = []
   private polling = false
   private parse = true
-  private latencies: number[] = []
-  private roundTrips: number[] = []
+  private ws = newSide()
+  private direct = newSide()
   private frames = 0
-  private events = 0
-  private results = 0
   private errors = 0
   private since = now()
-  private bytesAtStart = 0
+  private bytesAtStart = { ws: 0, direct: 0 }
   private nextId = 0
   private lastFrame: Buffer | undefined
 
@@ -81,7 +89,7 @@ class LoadGen {
       while (i < clients) {
         i++
         const first = await this.open(url, {}, 0)
-        this.targets.push({ clientId: first.clientId })
+        this.targets.push({ clientId: first.clientId, kind: 'ws' })
         for (let t = 1; t < tabs; t++) await this.open(url, { auth: first.ticket, ...(shareCid ? { cid: first.cid } : {}) }, t)
       }
     }
@@ -115,15 +123,16 @@ class LoadGen {
     if (!this.parse) return
     const f = JSON.parse(data.toString()) as { type: string, id?: string, event?: { event?: { sentAt?: number } } }
     if (f.type === 'event') {
-      this.events++
+      this.ws.events++
       const sentAt = f.event?.event?.sentAt
-      if (typeof sentAt === 'number') this.latencies.push(now() - sentAt)
+      if (typeof sentAt === 'number') this.ws.latencies.push(now() - sentAt)
     } else if (f.type === 'result' && f.id !== undefined) {
-      const started = client.pending.get(f.id)
-      if (started !== undefined) {
+      const waiting = client.pending.get(f.id)
+      if (waiting !== undefined) {
         client.pending.delete(f.id)
-        this.results++
-        this.roundTrips.push(now() - started)
+        this.ws.results++
+        this.ws.roundTrips.push(now() - waiting.at)
+        waiting.done()
       }
     }
   }
@@ -133,7 +142,7 @@ class LoadGen {
     this.polling = true
     for (let c = 0; c < clients; c++) {
       const clientId = `direct-${process.pid}-${c}`
-      this.targets.push({ clientId })
+      this.targets.push({ clientId, kind: 'direct' })
       for (let t = 0; t < tabs; t++) {
         const poller: Poller = { clientId, cid: `tab-${t}`, client: undefined as unknown as Client, socket: undefined }
         const connect = buildConnector({})
@@ -166,9 +175,9 @@ class LoadGen {
         const body = JSON.parse(text) as { events: Array<{ event?: { sentAt?: number } }> }
         const at = now()
         for (const e of body.events) {
-          this.events++
+          this.direct.events++
           const sentAt = e.event?.sentAt
-          if (typeof sentAt === 'number') this.latencies.push(at - sentAt)
+          if (typeof sentAt === 'number') this.direct.latencies.push(at - sentAt)
         }
       } catch {
         if (!this.polling) return
@@ -189,8 +198,9 @@ class LoadGen {
     let published = 0
     const started = now()
     const end = started + c.seconds * 1000
+    const targets = c.kind === undefined ? this.targets : this.targets.filter((t) => t.kind === c.kind)
     const one = async (): Promise<void> => {
-      const target = this.targets[Math.floor(Math.random() * this.targets.length)] as Target
+      const target = targets[Math.floor(Math.random() * targets.length)] as Target
       const body = JSON.stringify({ clientId: target.clientId, type: 'benchEvent', body: pad === undefined ? { sentAt: now() } : { sentAt: now(), pad } })
       try {
         const res = await pool.request({ method: 'POST', path: `/operator/${c.token}/publish`, headers: { 'content-type': 'application/json' }, body })
@@ -212,23 +222,22 @@ class LoadGen {
     const started = now()
     const end = started + c.seconds * 1000
     let pool: Dispatcher | undefined
-    if (c.mode === 'direct') pool = new Pool(c.origin as string, { connections: c.concurrency, pipelining: 1 })
+    if (c.mode !== 'ws') pool = new Pool(c.origin as string, { connections: c.concurrency, pipelining: 1 })
+    const directTargets = this.targets.filter((t) => t.kind === 'direct')
+    let wsTurn = 0
+    let directTurn = 0
     let turn = 0
-    const one = async (): Promise<void> => {
-      sent++
-      if (c.mode === 'ws') {
-        // Round robin over the sockets, so that no client's lane of sends is busy with an earlier one.
-        const client = this.sockets[turn++ % this.sockets.length] as WsClient
-        const id = String(++this.nextId)
-        await new Promise<void>((resolve) => {
-          client.pending.set(id, now())
-          const check = (): void => { if (!client.pending.has(id)) { client.ws.off('message', check); resolve() } }
-          client.ws.on('message', check)
-          client.ws.send(`{"type":"send","id":"${id}","query":"hi"}`)
-        })
-        return
-      }
-      const target = this.targets[turn++ % this.targets.length] as Target
+    const viaWs = async (): Promise<void> => {
+      // Round robin over the sockets, so that no client's lane of sends is busy with an earlier one.
+      const client = this.sockets[wsTurn++ % this.sockets.length] as WsClient
+      const id = String(++this.nextId)
+      await new Promise<void>((resolve) => {
+        client.pending.set(id, { at: now(), done: resolve })
+        client.ws.send(`{"type":"send","id":"${id}","query":"hi"}`)
+      })
+    }
+    const direct = async (): Promise<void> => {
+      const target = directTargets[directTurn++ % directTargets.length] as Target
       const t0 = now()
       try {
         const res = await (pool as Dispatcher).request({
@@ -238,11 +247,17 @@ class LoadGen {
           body: JSON.stringify({ clientId: target.clientId, query: 'hi' })
         })
         await res.body.text()
-        this.results++
-        this.roundTrips.push(now() - t0)
+        this.direct.results++
+        this.direct.roundTrips.push(now() - t0)
       } catch {
         this.errors++
       }
+    }
+    // 'both' alternates, so that both kinds are measured in the same moments.
+    const one = async (): Promise<void> => {
+      sent++
+      const mode = c.mode === 'both' ? (turn++ % 2 === 0 ? 'ws' : 'direct') : c.mode
+      await (mode === 'ws' ? viaWs() : direct())
     }
     await paced(c.rate, c.concurrency, end, one)
     await pool?.close()
@@ -251,11 +266,9 @@ class LoadGen {
 
   /** Starts a measurement window: samples and counters from zero. */
   private measure (): { ok: true } {
-    this.latencies = []
-    this.roundTrips = []
+    this.ws = newSide()
+    this.direct = newSide()
     this.frames = 0
-    this.events = 0
-    this.results = 0
     this.errors = 0
     this.since = now()
     this.bytesAtStart = this.wireBytes()
@@ -263,47 +276,53 @@ class LoadGen {
   }
 
   private collect (): Collected {
+    const bytes = this.wireBytes()
+    const ws = { ...this.ws, bytes: bytes.ws - this.bytesAtStart.ws }
+    const direct = { ...this.direct, bytes: bytes.direct - this.bytesAtStart.direct }
     return {
       lastFrame: this.lastFrame?.toString() ?? '',
-      latencies: this.latencies,
-      roundTrips: this.roundTrips,
+      latencies: [...ws.latencies, ...direct.latencies],
+      roundTrips: [...ws.roundTrips, ...direct.roundTrips],
+      events: ws.events + direct.events,
+      results: ws.results + direct.results,
+      bytes: ws.bytes + direct.bytes,
       frames: this.frames,
-      events: this.events,
-      results: this.results,
-      bytes: this.wireBytes() - this.bytesAtStart,
       seconds: (now() - this.since) / 1000,
-      errors: this.errors
+      errors: this.errors,
+      ws,
+      direct
     }
   }
 
   /** Counters only, without the samples (cheap, for progress). */
   private sample (): { frames: number, events: number, sockets: number, pollers: number } {
-    return { frames: this.frames, events: this.events, sockets: this.sockets.length, pollers: this.pollers.length }
+    return { frames: this.frames, events: this.ws.events + this.direct.events, sockets: this.sockets.length, pollers: this.pollers.length }
   }
 
-  /** Bytes read and written on every client socket: what the clients' wire carried. */
-  private wireBytes (): number {
-    let n = 0
+  /** Bytes read and written on the client sockets, by kind: what the clients' wire carried. */
+  private wireBytes (): { ws: number, direct: number } {
+    let ws = 0
+    let direct = 0
     for (const s of this.sockets) {
       const raw = (s.ws as unknown as { _socket?: Socket })._socket
-      if (raw !== undefined) n += raw.bytesRead + raw.bytesWritten
+      if (raw !== undefined) ws += raw.bytesRead + raw.bytesWritten
     }
-    for (const p of this.pollers) if (p.socket !== undefined) n += p.socket.bytesRead + p.socket.bytesWritten
-    return n
+    for (const p of this.pollers) if (p.socket !== undefined) direct += p.socket.bytesRead + p.socket.bytesWritten
+    return { ws, direct }
   }
 
   private async stopPolls (): Promise<{ ok: true }> {
     this.polling = false
     await Promise.all(this.pollers.map(async (p) => { await p.client.destroy() }))
     this.pollers = []
-    this.targets = []
+    this.targets = this.targets.filter((t) => t.kind !== 'direct')
     return { ok: true }
   }
 
   private async disconnect (): Promise<{ ok: true }> {
     for (const s of this.sockets) s.ws.terminate()
     this.sockets = []
-    this.targets = []
+    this.targets = this.targets.filter((t) => t.kind !== 'ws')
     return { ok: true }
   }
 

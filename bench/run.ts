@@ -14,7 +14,7 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { ready, root, sleep, startBridge, startEmulator, startLoadgen, startNode, TOKEN, until, usage, type Proc } from './procs.js'
 import { fmt, ratio, summarize, table, type Summary } from './stats.js'
-import type { Collected } from './loadgen.js'
+import type { Collected, Side } from './loadgen.js'
 
 const here = fileURLToPath(new URL('./', import.meta.url))
 
@@ -108,47 +108,57 @@ async function cpuOf<T> (ps: Proc[], fn: () => Promise<T>): Promise<{ result: T,
 
 // ---------------------------------------------------------------- scenarios
 
-/** Publishes at the latency rate, then collects what the clients saw. */
-async function latencyWindow (gen: Proc, emu: { origin: string }): Promise<Collected> {
-  await gen.call({ cmd: 'measure', parse: true })
-  await gen.call({ cmd: 'publish', origin: emu.origin, token: TOKEN, rate: settings.latencyRate, seconds: settings.latencySeconds, concurrency: 64 })
-  await sleep(500)
-  return await gen.call<Collected>({ cmd: 'collect' })
-}
+interface SideFigures { latency: Summary, roundTrip: Summary, bytesPerEvent: number, events: number }
 
-async function roundTripWindow (gen: Proc, mode: 'ws' | 'direct', emu: { origin: string }): Promise<Collected> {
-  await gen.call({ cmd: 'measure', parse: true })
-  await gen.call({ cmd: 'requests', mode, origin: emu.origin, token: TOKEN, rate: settings.requestRate, seconds: settings.requestSeconds, concurrency: 64 })
-  return await gen.call<Collected>({ cmd: 'collect' })
-}
+const sideFigures = (lat: Side, rtt: Side): SideFigures =>
+  ({ latency: summarize(lat.latencies), roundTrip: summarize(rtt.roundTrips), bytesPerEvent: lat.bytes / lat.events, events: lat.events })
 
-interface SideFigures { latency: Summary, roundTrip: Summary, bytesPerEvent: number, events: number, errors: number }
+/** Half-second windows, taking turns between the two kinds of client. */
+const WINDOW_S = 0.5
 
-async function latencyDirect (size: number): Promise<SideFigures> {
-  const emu = await emulator()
-  const gen = await loadgen()
-  try {
-    await gen.call({ cmd: 'poll', origin: emu.origin, token: TOKEN, clients: size, tabs: 1 })
-    await heldPolls(emu, size)
-    const lat = await latencyWindow(gen, emu)
-    const rtt = await roundTripWindow(gen, 'direct', emu)
-    await gen.call({ cmd: 'stopPolls' })
-    return { latency: summarize(lat.latencies), roundTrip: summarize(rtt.roundTrips), bytesPerEvent: lat.bytes / lat.events, events: lat.events, errors: lat.errors + rtt.errors }
-  } finally {
-    await stopAll(gen, emu)
-  }
-}
-
-async function latencyBridge (size: number): Promise<SideFigures> {
+/**
+ * Both kinds of client connected to one emulator: `size` clients of the
+ * bridge and `size` front ends long-polling the emulator directly. The load
+ * takes turns: half a second of events (then of sends) for the bridge's
+ * clients, half a second for the direct ones, and so on, so that each side
+ * is measured at the same load as if alone, while whatever else the machine
+ * is doing falls on both alike.
+ */
+async function latencyBoth (size: number): Promise<{ bridge: SideFigures, direct: SideFigures, errors: number }> {
   const emu = await emulator()
   const br = await bridge(emu)
   const gen = await loadgen()
+  const turns = async (seconds: number, run: (kind: 'ws' | 'direct', s: number) => Promise<void>): Promise<void> => {
+    const n = Math.max(1, Math.round(seconds / WINDOW_S))
+    for (let i = 0; i < n; i++) {
+      await run(i % 2 === 0 ? 'ws' : 'direct', seconds / n)
+      await run(i % 2 === 0 ? 'direct' : 'ws', seconds / n)
+    }
+  }
+  const publish = async (kind: 'ws' | 'direct', seconds: number): Promise<void> => {
+    await gen.call({ cmd: 'publish', origin: emu.origin, token: TOKEN, rate: settings.latencyRate, seconds, concurrency: 64, kind })
+  }
+  const send = async (kind: 'ws' | 'direct', seconds: number): Promise<void> => {
+    await gen.call({ cmd: 'requests', mode: kind, origin: emu.origin, token: TOKEN, rate: settings.requestRate, seconds, concurrency: 64 })
+  }
   try {
     await gen.call({ cmd: 'connect', url: br.ws, clients: size, tabs: 1, shareCid: false })
-    await heldPolls(emu, size)
-    const lat = await latencyWindow(gen, emu)
-    const rtt = await roundTripWindow(gen, 'ws', emu)
-    return { latency: summarize(lat.latencies), roundTrip: summarize(rtt.roundTrips), bytesPerEvent: lat.bytes / lat.events, events: lat.events, errors: lat.errors + rtt.errors }
+    await gen.call({ cmd: 'poll', origin: emu.origin, token: TOKEN, clients: size, tabs: 1 })
+    // The bridge's one upstream poll per client, and the direct ones.
+    await heldPolls(emu, 2 * size)
+    // A second of the same load first, so that what is measured runs warm (compiled, pools open) on both sides.
+    await turns(1, publish)
+    await turns(1, send)
+    await sleep(500)
+    await gen.call({ cmd: 'measure', parse: true })
+    await turns(settings.latencySeconds, publish)
+    await sleep(500)
+    const lat = await gen.call<Collected>({ cmd: 'collect' })
+    await gen.call({ cmd: 'measure', parse: true })
+    await turns(settings.requestSeconds, send)
+    const rtt = await gen.call<Collected>({ cmd: 'collect' })
+    await gen.call({ cmd: 'stopPolls' })
+    return { bridge: sideFigures(lat.ws, rtt.ws), direct: sideFigures(lat.direct, rtt.direct), errors: lat.errors + rtt.errors }
   } finally {
     await stopAll(gen, br, emu)
   }
@@ -157,11 +167,10 @@ async function latencyBridge (size: number): Promise<SideFigures> {
 async function latencyScenario (): Promise<void> {
   const out: Record<string, unknown> = {}
   for (const size of settings.latencySizes) {
-    log(`latency and round trip at ${size} clients: direct polling`)
-    const direct = await latencyDirect(size)
-    log(`latency and round trip at ${size} clients: through the bridge`)
-    const viaBridge = await latencyBridge(size)
-    out[size] = { bridge: viaBridge, direct }
+    log(`latency and round trip at ${size} clients: through the bridge and polling directly, taking turns`)
+    const both = await latencyBoth(size)
+    const { bridge: viaBridge, direct } = both
+    out[size] = both
     const l = viaBridge.latency
     const d = direct.latency
     for (const q of ['p50', 'p99', 'max'] as const) {
