@@ -11,7 +11,7 @@
  * The snapshots go to bench/results/ (hundreds of MB; not committed).
  */
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs'
-import { freePort, root, sleep, startEmulator, startLoadgen, startNode, TOKEN, until, waitHttp } from './procs.js'
+import { root, sleep, startBridge, startEmulator, startLoadgen, until } from './procs.js'
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]))
 const clients = Number(args.get('clients') ?? 2000)
@@ -85,25 +85,12 @@ async function main (): Promise<void> {
   rmSync(dir, { recursive: true, force: true })
   mkdirSync(dir, { recursive: true })
   const emu = await startEmulator(600_000)
-  const port = await freePort()
-  const bridge = startNode('bridge', `${root}dist/server.js`, {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    UPSTREAM_URL: `${emu.origin}/chatapi`,
-    CHATAPI_TOKEN: TOKEN,
-    TICKET_SECRET: 'bench-ticket-secret-0123456789',
-    LOG_LEVEL: 'warn',
-    UPSTREAM_HTTP2: 'h2c',
-    POLL_STARTS_PER_S: '100000',
-    RATE_LIMIT_PER_S: '100000',
-    RATE_LIMIT_BURST: '100000'
-  }, { nodeArgs: ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`] })
+  const bridge = await startBridge('bridge', emu, {}, ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`])
   const gen = await startLoadgen()
   try {
-    await waitHttp(`http://127.0.0.1:${port}/readyz`)
     await sleep(1500)
     const base = tally(await snapshot(bridge.pid))
-    await gen.call({ cmd: 'connect', url: `ws://127.0.0.1:${port}/v1/ws`, clients, tabs: 1, shareCid: false })
+    await gen.call({ cmd: 'connect', url: bridge.ws, clients, tabs: 1, shareCid: false })
     await until(async () => ((await (await fetch(`${emu.origin}/operator/stats`)).json()) as { activePolls: number }).activePolls >= clients, 120_000, 'held polls', 200)
     await sleep(3000)
     const loaded = tally(await snapshot(bridge.pid))

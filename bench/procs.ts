@@ -159,9 +159,9 @@ export async function startEmulator (holdMs: number): Promise<Proc & { origin: s
 /**
  * A bridge polling `emu` over h2c, with the rate limits and the poll-start
  * pace raised so that they do not throttle the load; `env` adds or overrides
- * settings. Resolves once /readyz answers.
+ * settings, `nodeArgs` are given to node. Resolves once /readyz answers.
  */
-export async function startBridge (name: string, emu: { origin: string }, env: Record<string, string> = {}): Promise<Proc & { ws: string }> {
+export async function startBridge (name: string, emu: { origin: string }, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Proc & { ws: string }> {
   const port = await freePort()
   const p = startNode(name, `${root}dist/server.js`, {
     PORT: String(port),
@@ -176,7 +176,7 @@ export async function startBridge (name: string, emu: { origin: string }, env: R
     RATE_LIMIT_PER_S: '100000',
     RATE_LIMIT_BURST: '100000',
     ...env
-  })
+  }, { nodeArgs })
   await waitHttp(`http://127.0.0.1:${port}/readyz`)
   return Object.assign(p, { ws: `ws://127.0.0.1:${port}/v1/ws` })
 }
