@@ -52,10 +52,15 @@ export function callFor (req: RequestFrame, clientId: string, cid: string): Upst
 
 export interface EventsQuery { clientId: string, cid: string, all: boolean, ts?: number | undefined }
 
+/**
+ * The /events call of one connection from `q.ts` (or the server-side
+ * cursor), its query already in the path: a long poll per idle client is
+ * made with it, so it is one string, built without a URLSearchParams.
+ */
 export function eventsCall (q: EventsQuery): UpstreamCall {
-  const query: Record<string, string> = { clientId: q.clientId, cid: q.cid, all: String(q.all) }
-  if (q.ts !== undefined) query.ts = String(q.ts)
-  return { name: 'events', method: 'GET', path: '/events', query }
+  let path = '/events?clientId=' + enc(q.clientId) + '&cid=' + enc(q.cid) + (q.all ? '&all=true' : '&all=false')
+  if (q.ts !== undefined) path += '&ts=' + String(q.ts)
+  return { name: 'events', method: 'GET', path }
 }
 
 /** Upstream timestamps are ISO-8601 with milliseconds and usually no zone; no zone means UTC. */

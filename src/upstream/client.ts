@@ -100,9 +100,8 @@ export class ChatApi implements PollUpstream {
 
   /** One /events call (a catch-up read); resolves with its elements, token removed. */
   async events (q: EventsQuery): Promise<Array<Record<string, unknown>>> {
-    const body = await this.exchange(eventsCall(q), this.polls, this.opts.pollTimeoutMs)
-    const events = eventsOf(body)
-    if (events === null) throw new BridgeError(ErrorCode.UPSTREAM_BAD_RESPONSE, 'upstream /events answer has no events array', { call: 'events' })
+    const events = eventsOrError(await this.exchange(eventsCall(q), this.polls, this.opts.pollTimeoutMs))
+    if (events instanceof BridgeError) throw events
     return events
   }
 
@@ -112,10 +111,8 @@ export class ChatApi implements PollUpstream {
    * small object on top of undici's own request.
    */
   poll (q: PollQuery, ts: number | undefined, sink: PollSink): PollCall {
-    let path = this.basePath + '/events?clientId=' + encodeURIComponent(q.clientId) + '&cid=' + encodeURIComponent(q.cid) + (q.all ? '&all=true' : '&all=false')
-    if (ts !== undefined) path += '&ts=' + String(ts)
     const call = new EventsCall(this, sink)
-    this.dispatch(this.polls, 'GET', path, null, this.opts.pollTimeoutMs, call)
+    this.dispatch(this.polls, 'GET', this.basePath + eventsCall({ clientId: q.clientId, cid: q.cid, all: q.all, ts }).path, null, this.opts.pollTimeoutMs, call)
     return call
   }
 
@@ -204,6 +201,11 @@ export class ChatApi implements PollUpstream {
   }
 }
 
+/** The elements of an /events answer, or the error of an answer of the wrong shape. */
+function eventsOrError (body: unknown): Array<Record<string, unknown>> | BridgeError {
+  return eventsOf(body) ?? new BridgeError(ErrorCode.UPSTREAM_BAD_RESPONSE, 'upstream /events answer has no events array', { call: 'events' })
+}
+
 /**
  * One upstream exchange, as an undici dispatch handler: it reads the body,
  * no more than MAX_RESPONSE_BYTES of it (undici bounds HTTP/1.1 bodies
@@ -286,9 +288,8 @@ class EventsCall extends BodyReader implements PollCall {
 
   protected answered (status: number, text: string, retryAfter: string | undefined): void {
     const body = this.api.answerOf(EVENTS_CALL, status, text, retryAfter, this.started)
-    if (body instanceof BridgeError) return this.sink.pollFailed(body)
-    const events = eventsOf(body)
-    if (events === null) this.sink.pollFailed(new BridgeError(ErrorCode.UPSTREAM_BAD_RESPONSE, 'upstream /events answer has no events array', { call: 'events' }))
+    const events = body instanceof BridgeError ? body : eventsOrError(body)
+    if (events instanceof BridgeError) this.sink.pollFailed(events)
     else this.sink.pollAnswered(events)
   }
 
