@@ -151,7 +151,6 @@ const CATCH_UP_PAGES = 8
 export class LocalHub implements Hub {
   private readonly o: LocalHubOptions
   private readonly feeds = new Map<string, Feed>()
-  private readonly streaks = new Map<string, StreakLog>()
   private readonly polling = new Map<string, PollerContext>()
   private readonly source: FeedSourceFactory
 
@@ -276,21 +275,11 @@ export class LocalHub implements Hub {
     return this.o.log.child(bindings)
   }
 
-  /** One failure streak per channel: an outage is one story, however many pollers see it. */
-  private streakOf (channel: string): StreakLog {
-    let streak = this.streaks.get(channel)
-    if (streak === undefined) {
-      streak = new StreakLog(this.o.log.child({ channel }))
-      this.streaks.set(channel, streak)
-    }
-    return streak
-  }
-
   private pollerFor (s: FeedSourceOptions): Poller {
     return new Poller(this.pollingOf(s.key.channel), s.key, s, s.start, s.fromStart)
   }
 
-  /** What every poller of a channel shares. */
+  /** What every poller of a channel shares, its failure streak too: an outage is one story, however many pollers see it. */
   private pollingOf (channel: string): PollerContext {
     let ctx = this.polling.get(channel)
     if (ctx === undefined) {
@@ -299,7 +288,7 @@ export class LocalHub implements Hub {
         backoffBaseMs: this.o.backoffBaseMs,
         backoffMaxMs: this.o.backoffMaxMs,
         gate: this.o.gate,
-        streak: this.streakOf(channel)
+        streak: new StreakLog(this.o.log.child({ channel }))
       }
       this.polling.set(channel, ctx)
     }
