@@ -1,12 +1,12 @@
+/** One poll waiting for its turn to start. */
+export interface GateWaiter { admitted: () => void }
+
 /**
  * A token bucket for the start of new upstream polls: after a deploy or an
  * ingress reload, thousands of sockets reconnect at once, and without a gate
  * each would open a new upstream long poll in the same second. Waiters are
  * served in order; a waiter whose poll is stopped leaves the queue.
  */
-/** One poll waiting for its turn to start. */
-export interface GateWaiter { admitted: () => void }
-
 export class PollGate {
   private tokens: number
   private readonly perSecond: number
