@@ -14,7 +14,7 @@ export type Command =
   | { cmd: 'connect', url: string, clients: number, tabs: number, shareCid: boolean }
   | { cmd: 'poll', origin: string, token: string, clients: number, tabs: number }
   | { cmd: 'publish', origin: string, token: string, rate: number, seconds: number, concurrency: number, bodyBytes?: number, kind?: 'ws' | 'direct' }
-  | { cmd: 'requests', mode: 'ws' | 'direct' | 'both', origin?: string, token?: string, rate: number, seconds: number, concurrency: number }
+  | { cmd: 'requests', mode: 'ws' | 'direct', origin?: string, token?: string, rate: number, seconds: number, concurrency: number }
   | { cmd: 'measure' }
   | { cmd: 'collect' }
   | { cmd: 'stopPolls' }
@@ -224,12 +224,10 @@ class LoadGen {
     let pool: Dispatcher | undefined
     if (c.mode !== 'ws') pool = new Pool(c.origin as string, { connections: c.concurrency, pipelining: 1 })
     const directTargets = this.targets.filter((t) => t.kind === 'direct')
-    let wsTurn = 0
-    let directTurn = 0
     let turn = 0
     const viaWs = async (): Promise<void> => {
       // Round robin over the sockets, so that no client's lane of sends is busy with an earlier one.
-      const client = this.sockets[wsTurn++ % this.sockets.length] as WsClient
+      const client = this.sockets[turn++ % this.sockets.length] as WsClient
       const id = String(++this.nextId)
       await new Promise<void>((resolve) => {
         client.pending.set(id, { at: now(), done: resolve })
@@ -237,7 +235,7 @@ class LoadGen {
       })
     }
     const direct = async (): Promise<void> => {
-      const target = directTargets[directTurn++ % directTargets.length] as Target
+      const target = directTargets[turn++ % directTargets.length] as Target
       const t0 = now()
       try {
         const res = await (pool as Dispatcher).request({
@@ -253,11 +251,9 @@ class LoadGen {
         this.errors++
       }
     }
-    // 'both' alternates, so that both kinds are measured in the same moments.
     const one = async (): Promise<void> => {
       sent++
-      const mode = c.mode === 'both' ? (turn++ % 2 === 0 ? 'ws' : 'direct') : c.mode
-      await (mode === 'ws' ? viaWs() : direct())
+      await (c.mode === 'ws' ? viaWs() : direct())
     }
     await paced(c.rate, c.concurrency, end, one)
     await pool?.close()
