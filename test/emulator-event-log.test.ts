@@ -1,6 +1,7 @@
 import t from 'tap'
 import { EventLog } from '../src/emulator/event-log.js'
 import { MAX_EVENTS, ReadCursors, matchEvents } from '../src/emulator/events-query.js'
+import { flagsOf } from '../src/emulator/settings.js'
 
 const agent = (n: number) => ({ type: 'agentResponse', event: { n } })
 const other = (n: number) => ({ type: 'stateUpdate', event: { n } })
@@ -48,4 +49,16 @@ t.test('matchEvents: ts, cursor, cid, type filter and the cap', async t => {
   t.equal(capped.events.length, MAX_EVENTS)
   t.equal(capped.events[0]?.event.n, 100, 'oldest first')
   t.equal(capped.next, 3 + MAX_EVENTS)
+})
+
+t.test('a late-stamped entry: ts is bisected on the running latest time and each entry is checked', async t => {
+  const log = new EventLog()
+  const cursors = new ReadCursors()
+  for (const [n, at] of [[0, 10], [1, 30], [2, 20], [3, 40]] as const) log.append(at, agent(n))
+  t.equal(log.positionAt(25), 1, 'nothing before the first entry that reaches ts can match')
+  t.equal(log.positionAt(30, true), 3, 'exclusive: past every entry that reaches no later than ts')
+  t.same(ns(matchEvents(log, cursors, { cid: undefined, ts: 20, all: true })), [1, 2, 3], 'in storage order')
+  t.same(ns(matchEvents(log, cursors, { cid: undefined, ts: 25, all: true })), [1, 3], 'the late entry is older than ts')
+  const exclusive = flagsOf(['exclusive-ts'])
+  t.same(ns(matchEvents(log, cursors, { cid: undefined, ts: 20, all: true }, 0, exclusive)), [1, 3])
 })

@@ -50,6 +50,11 @@ export function buildApp (core: EmulatorCore, settings: AppSettings): EmulatorAp
     if (!reply.sent && token !== undefined) core.checkToken(token)
   })
 
+  // A live server's Date header comes from the clock its timestamps come from: so does ours.
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('date', new Date(core.clock.now()).toUTCString())
+  })
+
   chatRoutes(app, core)
   clientRoutes(app, core)
   operatorRoutes(app, core)

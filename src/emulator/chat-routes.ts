@@ -37,7 +37,8 @@ export function chatRoutes (app: EmulatorApp, core: EmulatorCore): void {
         core,
         { token, clientId, client: core.store.client(token, clientId) },
         { cid: cid === '' ? undefined : cid, ts: ts === undefined ? undefined : Number(ts), all: all === 'true' },
-        events => reply.send({ events: core.injector.rewrite(request, events) })
+        // An error goes through the error handler, which gives it the upstream's shape.
+        answer => reply.send(answer instanceof EmulatorError ? answer : { events: core.injector.rewrite(request, answer) })
       )
       // The socket can be gone already when a delay fault held the request back.
       if (request.raw.socket.destroyed) return

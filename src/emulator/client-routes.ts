@@ -2,7 +2,7 @@ import type { EmulatorApp } from './app.js'
 import type { EmulatorCore } from './core.js'
 import { EmulatorError, ErrorCode } from './errors.js'
 import { chatRoutes as paths } from './paths.js'
-import { ClientParams, HistoryQuery, MessageParams, StateBody, StatusBody, StatusesBody } from './schemas.js'
+import { ClientParams, EntryHistoryQuery, HistoryQuery, MessageParams, StateBody, StatusBody, StatusesBody } from './schemas.js'
 import type { ClientRecord } from './store.js'
 
 const DEFAULT_HISTORY_LIMIT = 100
@@ -10,22 +10,8 @@ const MAX_HISTORY_LIMIT = 1000
 
 /** What the upstream keeps per client: history, chat state, message statuses. */
 export function clientRoutes (app: EmulatorApp, core: EmulatorCore): void {
-  app.route({
-    ...paths.history,
-    schema: { params: ClientParams, querystring: HistoryQuery },
-    handler: async request => {
-      const { token, clientId } = request.params
-      const { from, to, limit } = request.query
-      const count = Math.min(limit === undefined ? DEFAULT_HISTORY_LIMIT : Number(limit), MAX_HISTORY_LIMIT)
-      const client = core.store.find(token, clientId)
-      const messages = client?.history(
-        from === undefined ? Number.NEGATIVE_INFINITY : Number(from),
-        to === undefined ? Number.POSITIVE_INFINITY : Number(to),
-        count
-      )
-      return { messages: messages ?? [] }
-    }
-  })
+  if (core.flags['entry-history']) entryHistoryRoute(app, core)
+  else historyRoute(app, core)
 
   app.route({
     ...paths.getState,
@@ -84,6 +70,40 @@ export function clientRoutes (app: EmulatorApp, core: EmulatorCore): void {
     handler: async request => ({ count: core.store.find(request.params.token, request.params.clientId)?.unread() ?? 0 })
   })
 }
+
+/** The emulator's own reading: bot and agent messages with the request each answers, in a span of `from` to `to`. */
+function historyRoute (app: EmulatorApp, core: EmulatorCore): void {
+  app.route({
+    ...paths.history,
+    schema: { params: ClientParams, querystring: HistoryQuery },
+    handler: async request => {
+      const { token, clientId } = request.params
+      const { from, to, limit } = request.query
+      const messages = core.store.find(token, clientId)?.history.messages(lowerOf(from), upperOf(to), countOf(limit))
+      return { messages: messages ?? [] }
+    }
+  })
+}
+
+/** 'entry-history': one entry per message, as a sibling history API of the platform answers. */
+function entryHistoryRoute (app: EmulatorApp, core: EmulatorCore): void {
+  app.route({
+    ...paths.history,
+    schema: { params: ClientParams, querystring: EntryHistoryQuery },
+    handler: async request => {
+      const { token, clientId } = request.params
+      const { fromTimestamp, toTimestamp, limit } = request.query
+      const client = core.store.find(token, clientId)
+      if (client === undefined) return { totalCount: 0, messages: [] }
+      return client.history.entries(lowerOf(fromTimestamp), upperOf(toTimestamp), countOf(limit), client.statuses)
+    }
+  })
+}
+
+const lowerOf = (from: string | undefined): number => from === undefined ? Number.NEGATIVE_INFINITY : Number(from)
+const upperOf = (to: string | undefined): number => to === undefined ? Number.POSITIVE_INFINITY : Number(to)
+const countOf = (limit: string | undefined): number =>
+  Math.min(limit === undefined ? DEFAULT_HISTORY_LIMIT : Number(limit), MAX_HISTORY_LIMIT)
 
 function statusOf (client: ClientRecord | undefined, questionId: string): string {
   const status = client?.statuses.get(questionId)

@@ -1,25 +1,40 @@
+import type { ProfileFlags } from './settings.js'
+
+/** The zone of the 'zoned' profile: a server that writes Moscow time with its offset. */
+const ZONE_OFFSET_MS = 3 * 3_600_000
+const ZONE = '+03:00'
+
 /**
  * The upstream's clock. It is ours shifted by an offset, because a live Chat
  * API runs on another machine and its timestamps carry no zone. It never goes
- * back, so a client's log stays sorted by time and `ts` can be bisected even
- * if the system clock is stepped.
+ * back, so that the times of a client's events only ever grow (a late-stamped
+ * answer aside). It also prints times, as the upstream writes them: the
+ * profiles 'whole-seconds', 'second-stamps' and 'zoned' change how.
  */
 export class UpstreamClock {
   readonly #offsetMs: number
+  readonly #wholeSeconds: boolean
+  readonly #fraction: boolean
+  readonly #zoned: boolean
   #last = Number.NEGATIVE_INFINITY
 
-  constructor (offsetMs: number) {
+  constructor (offsetMs: number, flags: ProfileFlags) {
     this.#offsetMs = offsetMs
+    this.#wholeSeconds = flags['whole-seconds']
+    this.#fraction = !flags['whole-seconds'] && !flags['second-stamps']
+    this.#zoned = flags.zoned
   }
 
-  /** Epoch milliseconds on the upstream's clock. */
+  /** Epoch milliseconds on the upstream's clock; whole seconds for a server that keeps no more. */
   now (): number {
     this.#last = Math.max(this.#last, Date.now() + this.#offsetMs)
-    return this.#last
+    return this.#wholeSeconds ? Math.floor(this.#last / 1000) * 1000 : this.#last
   }
-}
 
-/** ISO-8601 with milliseconds and no zone, as the upstream writes it: `2026-11-24T12:32:13.262`. */
-export function formatTimestamp (ms: number): string {
-  return new Date(ms).toISOString().slice(0, -1)
+  /** ISO-8601 as the upstream writes it; by default with milliseconds and no zone: `2026-11-24T12:32:13.262`. */
+  format (ms: number): string {
+    const local = new Date(this.#zoned ? ms + ZONE_OFFSET_MS : ms).toISOString().slice(0, -1)
+    const printed = this.#fraction ? local : local.replace(/\.\d+$/, '')
+    return this.#zoned ? printed + ZONE : printed
+  }
 }

@@ -7,7 +7,7 @@ import { Faults } from './faults.js'
 import { HeldPolls } from './held-polls.js'
 import { Outreach } from './outreach.js'
 import { RequestLog } from './request-log.js'
-import type { Settings } from './settings.js'
+import type { ProfileFlags, Settings } from './settings.js'
 import { ChannelStore } from './store.js'
 import { TimerSet } from './timer-set.js'
 import type { RequestRecord, UpstreamEvent } from './types.js'
@@ -20,9 +20,10 @@ import { Webhook, type WebhookLog } from './webhook.js'
 export class EmulatorCore {
   readonly tokens: ReadonlySet<string>
   readonly holdMs: number
+  readonly flags: ProfileFlags
   readonly clock: UpstreamClock
   readonly polls = new HeldPolls()
-  readonly store = new ChannelStore((token, clientId) => this.polls.wake(token, clientId))
+  readonly store: ChannelStore
   readonly timers = new TimerSet()
   readonly webhook: Webhook
   readonly outreach: Outreach
@@ -37,11 +38,14 @@ export class EmulatorCore {
   constructor (settings: Settings, log: WebhookLog, onRecord: (record: RequestRecord) => void) {
     this.tokens = new Set(settings.tokens)
     this.holdMs = settings.holdMs
-    this.clock = new UpstreamClock(settings.clockOffsetMs)
+    this.flags = settings.flags
+    this.clock = new UpstreamClock(settings.clockOffsetMs, settings.flags)
+    this.store = new ChannelStore({ onAppend: (token, clientId) => this.polls.wake(token, clientId), clock: this.clock, flags: settings.flags })
     this.webhook = new Webhook(settings.webhookUrl, settings.webhookRetryDelayMs, log)
     const { store, clock, webhook, timers } = this
     this.outreach = new Outreach({ store, clock, webhook, timers, agentDelayMs: settings.agentDelayMs })
-    this.dialogue = new Dialogue({ store, clock, webhook, timers, outreach: this.outreach, asyncDelayMs: settings.asyncDelayMs })
+    const { asyncDelayMs, lateStampMs, flags } = settings
+    this.dialogue = new Dialogue({ store, clock, webhook, timers, outreach: this.outreach, asyncDelayMs, lateStampMs, flags })
     this.requests = new RequestLog(onRecord)
   }
 
@@ -49,9 +53,16 @@ export class EmulatorCore {
     return this.#closing
   }
 
-  /** Throws the 401 the upstream answers for a token it does not know. */
+  /**
+   * Throws what the upstream answers for a token it does not know: a 401 in
+   * the error shape, or with 'not-found-token' the platform adapter's 404 text.
+   */
   checkToken (token: string): void {
-    if (!this.tokens.has(token)) throw new EmulatorError(401, ErrorCode.UNAUTHORIZED, 'unknown channel token')
+    if (this.tokens.has(token)) return
+    if (this.flags['not-found-token']) {
+      throw new EmulatorError(404, ErrorCode.CHANNEL_NOT_FOUND, `ChannelChat config not found for token ${token} and channel CHATAPI`, { plain: true })
+    }
+    throw new EmulatorError(401, ErrorCode.UNAUTHORIZED, 'unknown channel token')
   }
 
   publish (token: string, clientId: string, type: string, body: Record<string, unknown> = {}): UpstreamEvent {

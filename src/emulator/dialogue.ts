@@ -3,6 +3,7 @@ import { botTurn } from './bot.js'
 import type { UpstreamClock } from './clock.js'
 import type { Outreach } from './outreach.js'
 import { chatResponse, type ChatResponse } from './response.js'
+import type { ProfileFlags } from './settings.js'
 import type { ChannelStore } from './store.js'
 import type { TimerSet } from './timer-set.js'
 import type { Webhook } from './webhook.js'
@@ -23,6 +24,9 @@ export interface DialogueDeps {
   timers: TimerSet
   outreach: Outreach
   asyncDelayMs: number
+  /** With 'late-stamps': how long after its request a sync turn's answer is stored. */
+  lateStampMs: number
+  flags: ProfileFlags
 }
 
 /**
@@ -38,22 +42,29 @@ export class Dialogue {
   }
 
   syncTurn (token: string, input: TurnInput): ChatResponse {
-    const at = this.#deps.clock.now()
+    const { store, timers, clock, flags, lateStampMs } = this.#deps
+    const at = clock.now()
     const request = this.#request(token, input)
-    const response = this.#answer(token, input, request.questionId, at)
-    // Both at once: a poll that wakes on the request sees the answer with it.
-    this.#deps.store.appendAll(token, input.clientId, at, [
-      ['clientRequest', request],
+    const response = this.#answer(token, input, request.questionId, at, at)
+    const answer: [string, Record<string, unknown>] =
       ['botResponse', { questionId: request.questionId, ...cidOf(input), data: response.data, token, clientId: input.clientId }]
-    ])
+    if (flags['late-stamps']) {
+      // Stored lateStampMs later, after whatever came meanwhile, yet stamped with the request's time.
+      store.append(token, input.clientId, at, 'clientRequest', request)
+      timers.after(lateStampMs, () => store.append(token, input.clientId, at, ...answer))
+      return response
+    }
+    // Both at once: a poll that wakes on the request sees the answer with it.
+    store.appendAll(token, input.clientId, at, [['clientRequest', request], answer])
     return response
   }
 
   asyncTurn (token: string, input: TurnInput): { questionId: string } {
     const request = this.#request(token, input)
-    this.#deps.store.append(token, input.clientId, this.#deps.clock.now(), 'clientRequest', request)
+    const askedAt = this.#deps.clock.now()
+    this.#deps.store.append(token, input.clientId, askedAt, 'clientRequest', request)
     this.#deps.timers.after(this.#deps.asyncDelayMs, () => {
-      this.#deps.webhook.post([this.#answer(token, input, request.questionId, this.#deps.clock.now())])
+      this.#deps.webhook.post([this.#answer(token, input, request.questionId, askedAt, this.#deps.clock.now())])
     })
     return { questionId: request.questionId }
   }
@@ -64,14 +75,21 @@ export class Dialogue {
     return { questionId: randomUUID(), ...requestOf(input), token }
   }
 
-  /** The bot's answer: kept in the history and followed up (agent, timeout) as the bot asked. */
-  #answer (token: string, input: TurnInput, questionId: string, at: number): ChatResponse {
+  /** The bot's answer at `at` to a request of `askedAt`: kept in the history and followed up (agent, timeout) as the bot asked. */
+  #answer (token: string, input: TurnInput, questionId: string, askedAt: number, at: number): ChatResponse {
     const { clientId, cid } = input
-    const client = this.#deps.store.client(token, clientId)
+    const { store, clock } = this.#deps
+    const client = store.client(token, clientId)
     const turn = botTurn(input)
-    const response = chatResponse({ token, clientId, questionId, cid, at, ...turn, newSessionStarted: client.turns === 0 })
+    const timestamp = clock.format(at)
+    const response = chatResponse({ token, clientId, questionId, cid, timestamp, ...turn, newSessionStarted: client.turns === 0 })
     client.turns++
-    client.addMessage(at, { questionId, timestamp: response.timestamp, request: requestOf(input), response: response.data })
+    client.addMessage({
+      at,
+      author: 'BOT',
+      message: { questionId, timestamp, request: requestOf(input), response: response.data },
+      asked: { at: askedAt, timestamp: clock.format(askedAt) }
+    })
     const followUp = turn.followUp
     if (followUp?.kind === 'agent') this.#deps.outreach.scheduleAgent(token, clientId, input.query ?? '')
     if (followUp?.kind === 'timeout') this.#deps.outreach.armTimeout(token, clientId, followUp.seconds, followUp.targetState)

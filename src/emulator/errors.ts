@@ -7,6 +7,10 @@ import type { FastifyError, FastifyInstance } from 'fastify'
 export const ErrorCode = {
   /** Unknown channel token. */
   UNAUTHORIZED: 'channel.unauthorized',
+  /** Unknown channel token, with 'not-found-token' (answered as text, the code is only named here). */
+  CHANNEL_NOT_FOUND: 'channel.not.found',
+  /** A held /events poll expired, with 'timeout-408'. */
+  TIMEOUT: 'request.timeout',
   /** A body or query that does not fit the route: missing, wrong type or value. */
   INVALID: 'request.invalid',
   /** A body that is not JSON at all. */
@@ -27,15 +31,20 @@ export interface ErrorBody {
   message: string
 }
 
-/** An error a handler throws to answer with a given status and code. */
+/**
+ * An error a handler throws to answer with a given status and code. A `plain`
+ * one answers its message alone as text/plain, as some platform errors come.
+ */
 export class EmulatorError extends Error {
   readonly status: number
   readonly code: ErrorCode
-  constructor (status: number, code: ErrorCode, message: string) {
+  readonly plain: boolean
+  constructor (status: number, code: ErrorCode, message: string, options: { plain?: boolean } = {}) {
     super(message)
     this.name = 'EmulatorError'
     this.status = status
     this.code = code
+    this.plain = options.plain ?? false
   }
 }
 
@@ -52,10 +61,13 @@ const fastifyCodes: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: ErrorCode.TOO_LARGE
 }
 
-/** Makes every error answer, Fastify's included, take the `{ error, message }` shape. */
+/** Makes every error answer, Fastify's included, take the `{ error, message }` shape, but a `plain` EmulatorError. */
 export function installErrorReplies (app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    if (err instanceof EmulatorError) return reply.code(err.status).send(errorBody(err.code, err.message))
+    if (err instanceof EmulatorError) {
+      if (err.plain) return reply.code(err.status).type('text/plain; charset=utf-8').send(err.message)
+      return reply.code(err.status).send(errorBody(err.code, err.message))
+    }
     if (err.validation !== undefined) return reply.code(400).send(errorBody(ErrorCode.INVALID, err.message))
     const status = err.statusCode ?? 500
     if (status >= 400 && status < 500) {

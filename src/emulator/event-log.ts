@@ -3,8 +3,10 @@ import type { UpstreamEvent } from './types.js'
 export interface LogEntry {
   /** Absolute position in the client's log; it never changes, even when old entries are trimmed. */
   position: number
-  /** Upstream epoch ms of `item.event.timestamp`. */
+  /** Upstream epoch ms of the event's timestamp. */
   at: number
+  /** The latest `at` of this entry and every one before it, so that `ts` can be bisected on it. */
+  reach: number
   item: UpstreamEvent
 }
 
@@ -12,8 +14,11 @@ export interface LogEntry {
 const DEFAULT_CAP = 10_000
 
 /**
- * The append-only event log of one client. Entries are sorted by time because
- * the upstream clock never goes back, which lets `ts` be found by bisection.
+ * The append-only event log of one client, in the order of storage. Entries
+ * are sorted by time too, because the upstream clock never goes back, unless
+ * an event is stored late with an earlier stamp ('late-stamps'). So `ts` is
+ * bisected on `reach`, which always grows: before the position found no entry
+ * can match, and from it on the caller still checks each entry's own time.
  */
 export class EventLog {
   readonly #entries: LogEntry[] = []
@@ -31,7 +36,8 @@ export class EventLog {
   }
 
   append (at: number, item: UpstreamEvent): LogEntry {
-    const entry = { position: this.end, at, item }
+    const last = this.#entries.at(-1)
+    const entry = { position: this.end, at, reach: last === undefined ? at : Math.max(last.reach, at), item }
     this.#entries.push(entry)
     if (this.#entries.length > this.#cap) {
       // Trim a tenth at a time so that the splice cost is paid rarely.
@@ -42,13 +48,17 @@ export class EventLog {
     return entry
   }
 
-  /** The first position whose time is at or after `ms` (`end` if none). */
-  positionAt (ms: number): number {
+  /**
+   * The first position from which an entry may be at or after `ms` (after it,
+   * if `exclusive`); `end` if none. In a sorted log, the first such entry.
+   */
+  positionAt (ms: number, exclusive = false): number {
     let lo = 0
     let hi = this.#entries.length
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
-      if ((this.#entries[mid] as LogEntry).at < ms) lo = mid + 1
+      const reach = (this.#entries[mid] as LogEntry).reach
+      if (exclusive ? reach <= ms : reach < ms) lo = mid + 1
       else hi = mid
     }
     return this.#base + lo

@@ -1,5 +1,7 @@
+import { EmulatorError, ErrorCode } from './errors.js'
 import { matchEvents, type EventsQuery } from './events-query.js'
 import type { HeldPoll, HeldPolls } from './held-polls.js'
+import type { ProfileFlags } from './settings.js'
 import type { ClientRecord } from './store.js'
 import type { UpstreamEvent } from './types.js'
 
@@ -8,7 +10,11 @@ export interface PollContext {
   holdMs: number
   /** True once the emulator closes: a new poll is answered at once instead of held. */
   readonly closing: boolean
+  flags: ProfileFlags
 }
+
+/** What a poll answers: the events, or the error of a hold that expired ('timeout-408'). */
+export type PollAnswer = UpstreamEvent[] | EmulatorError
 
 export interface PollTarget {
   token: string
@@ -19,20 +25,21 @@ export interface PollTarget {
 /**
  * One /events request from arrival to answer. It answers at once when
  * something matches; otherwise it waits in the index until an append matches,
- * holdMs passes (an empty answer), or the client goes away (no answer). Its
- * only timer is the hold timer.
+ * holdMs passes (an empty answer, or a 408 with 'timeout-408'), or the client
+ * goes away (no answer). With 'no-hold' it never waits. Its only timer is the
+ * hold timer.
  */
 export class EventsPoll implements HeldPoll {
   readonly cid: string | undefined
   readonly #ctx: PollContext
   readonly #target: PollTarget
   readonly #query: EventsQuery
-  readonly #respond: (events: UpstreamEvent[]) => void
+  readonly #respond: (answer: PollAnswer) => void
   #scanFrom = 0
   #timer: NodeJS.Timeout | undefined
   #done = false
 
-  constructor (ctx: PollContext, target: PollTarget, query: EventsQuery, respond: (events: UpstreamEvent[]) => void) {
+  constructor (ctx: PollContext, target: PollTarget, query: EventsQuery, respond: (answer: PollAnswer) => void) {
     this.cid = query.cid
     this.#ctx = ctx
     this.#target = target
@@ -44,9 +51,9 @@ export class EventsPoll implements HeldPoll {
     const { log, cursors } = this.#target.client
     cursors.see(this.cid, log.end)
     if (this.#tryAnswer()) return
-    if (this.#ctx.closing) return this.end()
+    if (this.#ctx.closing || this.#ctx.flags['no-hold']) return this.end()
     this.#ctx.polls.add(this.#target.token, this.#target.clientId, this)
-    this.#timer = setTimeout(() => this.end(), this.#ctx.holdMs)
+    this.#timer = setTimeout(() => this.#expire(), this.#ctx.holdMs)
     this.#timer.unref()
   }
 
@@ -58,6 +65,17 @@ export class EventsPoll implements HeldPoll {
     this.#finish([], this.#target.client.log.end)
   }
 
+  /**
+   * The hold time is over. A 408 says nothing was read, so it leaves the
+   * cursor where it was, as an abort does.
+   */
+  #expire (): void {
+    if (!this.#ctx.flags['timeout-408']) return this.end()
+    this.#done = true
+    this.#release()
+    this.#respond(new EmulatorError(408, ErrorCode.TIMEOUT, 'Request timeout'))
+  }
+
   /** The client went away while held: forget the poll and leave the cursor where it was. */
   abort (): void {
     if (this.#done) return
@@ -67,7 +85,7 @@ export class EventsPoll implements HeldPoll {
 
   #tryAnswer (): boolean {
     const { log, cursors } = this.#target.client
-    const match = matchEvents(log, cursors, this.#query, this.#scanFrom)
+    const match = matchEvents(log, cursors, this.#query, this.#scanFrom, this.#ctx.flags)
     if (match.events.length === 0) {
       this.#scanFrom = log.end
       return false

@@ -8,3 +8,4 @@
 export { startEmulator } from './emulator.js'
 export type { ConnectionStats, Emulator, EmulatorOptions, RequestRecord, RouteName, UpstreamEvent } from './types.js'
 export type { Fault, FaultController, FaultKind } from './faults.js'
+export { PROFILES, parseProfiles, type ProfileName } from './profiles.js'

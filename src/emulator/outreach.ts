@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { text } from './bot.js'
 import type { UpstreamClock } from './clock.js'
+import type { Author } from './history.js'
 import { chatResponse, type ChatResponse } from './response.js'
 import type { ChannelStore } from './store.js'
 import type { TimerSet } from './timer-set.js'
@@ -35,14 +36,16 @@ export class Outreach {
     const questionId = randomUUID()
     const replies = [text(message, '/agent')]
     const item = store.append(token, clientId, at, 'agentResponse', { questionId, clientId, text: message, data: { replies }, token })
-    webhook.post([this.#keep(at, chatResponse({ token, clientId, questionId, at, nlpClass: '/agent', confidence: 1, replies }))])
+    const response = chatResponse({ token, clientId, questionId, timestamp: clock.format(at), nlpClass: '/agent', confidence: 1, replies })
+    webhook.post([this.#keep(at, 'OPERATOR', response)])
     return item
   }
 
   campaign (token: string, clientIds: string[], message: string): void {
-    const at = this.#deps.clock.now()
-    this.#deps.webhook.post(clientIds.map(clientId => chatResponse({
-      token, clientId, questionId: randomUUID(), at, nlpClass: '/campaign', confidence: 1, replies: [text(message, '/campaign')]
+    const { clock, webhook } = this.#deps
+    const timestamp = clock.format(clock.now())
+    webhook.post(clientIds.map(clientId => chatResponse({
+      token, clientId, questionId: randomUUID(), timestamp, nlpClass: '/campaign', confidence: 1, replies: [text(message, '/campaign')]
     })))
   }
 
@@ -61,8 +64,9 @@ export class Outreach {
       this.#timeouts.delete(key)
       const at = this.#deps.clock.now()
       const replies = [text('Are you still there?', targetState)]
-      const response = chatResponse({ token, clientId, questionId: randomUUID(), at, nlpClass: targetState, confidence: 1, replies })
-      this.#deps.webhook.post([this.#keep(at, response)])
+      const timestamp = this.#deps.clock.format(at)
+      const response = chatResponse({ token, clientId, questionId: randomUUID(), timestamp, nlpClass: targetState, confidence: 1, replies })
+      this.#deps.webhook.post([this.#keep(at, 'BOT', response)])
     }))
   }
 
@@ -74,10 +78,10 @@ export class Outreach {
   }
 
   /** Bot and agent messages go to the history, unread until the client says otherwise. */
-  #keep (at: number, response: ChatResponse): ChatResponse {
+  #keep (at: number, author: Author, response: ChatResponse): ChatResponse {
     const { questionId, timestamp, data } = response
     this.#deps.store.client(response.token, response.clientId)
-      .addMessage(at, { questionId, timestamp, request: null, response: data })
+      .addMessage({ at, author, message: { questionId, timestamp, request: null, response: data } })
     return response
   }
 }

@@ -1,5 +1,4 @@
 import { answerOf, type Reply } from './bot.js'
-import { formatTimestamp } from './clock.js'
 
 /** `data` of a bot answer, as documented. */
 export interface ResponseData {
@@ -28,7 +27,8 @@ export interface ResponseParts {
   clientId: string
   questionId: string
   cid?: string | undefined
-  at: number
+  /** As the upstream's clock prints it. */
+  timestamp: string
   nlpClass: string
   confidence: number
   replies: Reply[]
@@ -52,7 +52,7 @@ export function chatResponse (parts: ResponseParts): ChatResponse {
     // Echoed when the request carried one; absent otherwise.
     ...(parts.cid === undefined ? {} : { cid: parts.cid }),
     data,
-    timestamp: formatTimestamp(parts.at),
+    timestamp: parts.timestamp,
     blockForm: false
   }
 }

@@ -37,6 +37,13 @@ export const HistoryQuery = Type.Object({
   limit: Type.Optional(Type.String({ pattern: COUNT }))
 })
 
+/** The history query of the 'entry-history' profile; `from` and `to` are then ignored. */
+export const EntryHistoryQuery = Type.Object({
+  fromTimestamp: Type.Optional(Type.String({ pattern: EPOCH_MS })),
+  toTimestamp: Type.Optional(Type.String({ pattern: EPOCH_MS })),
+  limit: Type.Optional(Type.String({ pattern: COUNT }))
+})
+
 export const StatusValue = Type.Union(MESSAGE_STATUSES.map(s => Type.Literal(s)))
 export const StatusBody = Type.Object({ status: StatusValue })
 export const StatusesBody = Type.Object({

@@ -3,13 +3,14 @@
  * benchmarks program against these types, so they change only on purpose.
  */
 import type { FaultController } from './faults.js'
+import type { ProfileName } from './profiles.js'
 
 export interface EmulatorOptions {
   /** Port to listen on; 0 picks a free one. Default 0. */
   port?: number
   /** Default '127.0.0.1'. */
   host?: string
-  /** Channel tokens accepted; any other token is answered with 401. Default ['demo-token']. */
+  /** Channel tokens accepted; any other token is answered with 401 (404 with 'not-found-token'). Default ['demo-token']. */
   tokens?: string[]
   /** How long /events holds a request that has nothing to return. Default 25000. */
   holdMs?: number
@@ -23,6 +24,13 @@ export interface EmulatorOptions {
   agentDelayMs?: number
   /** Added to every upstream timestamp, to play an upstream whose clock differs from ours. Default 0. */
   clockOffsetMs?: number
+  /**
+   * Behaviours of a live Chat API that public evidence allows, in place of
+   * the emulator's defaults; they combine. See PROFILES. Default none.
+   */
+  profiles?: ProfileName[]
+  /** With the 'late-stamps' profile: how long after its request a turn's botResponse is stored. Default 1000. */
+  lateStampMs?: number
   /**
    * Speak cleartext HTTP/2 (h2c, prior knowledge) as well as HTTP/1.1 on the
    * same port, as an ingress with HTTP/2 turned on does. Default false.
@@ -42,6 +50,8 @@ export type RouteName =
 /** One element of `{ events: [...] }`, exactly as it goes on the wire. */
 export interface UpstreamEvent {
   type: string
+  /** Only with the 'outer-times' profile: the event's time, which is then null inside `event`. */
+  timestamp?: string | number
   event: Record<string, unknown>
 }
 
