@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { createInterface } from 'node:readline'
 import WebSocket from 'ws'
-import { BridgeClient, type BridgeEvent, type Reply, type WebSocketConstructor } from '../client/index.js'
+import { BridgeClient, type BridgeEvent, type ChatAuthor, type ChatMessage, type Reply, type WebSocketConstructor } from '../client/index.js'
 
 /**
  * A terminal chat client: `npm run chat`. It speaks to the bridge through
@@ -30,6 +30,19 @@ function describe (r: Reply & Record<string, unknown>): string {
 function printReplies (who: string, replies: unknown): void {
   if (!Array.isArray(replies)) return
   for (const r of replies as Array<Reply & Record<string, unknown>>) console.log(`${who}: ${describe(r)}`)
+}
+
+const SPEAKERS: Record<ChatAuthor, string> = { client: 'you', bot: 'bot', agent: 'agent', system: 'system' }
+
+/** One line per message of the history, whatever shape the server's history came in. */
+function printHistory (chat: ChatMessage[]): void {
+  if (chat.length === 0) console.log('(no messages yet)')
+  for (const m of chat) {
+    // Replies as a live answer prints them; a text-only entry by its text (replies that print as nothing fall back to it too).
+    const replies = m.replies?.map((r) => describe(r)).filter((d) => d !== '').join('  ') ?? ''
+    const said = replies !== '' ? replies : m.text ?? (m.event === undefined ? '' : `(event ${m.event.name})`)
+    console.log(`${SPEAKERS[m.author]}: ${said.replace(/\s*\n\s*/g, ' ')}`)
+  }
 }
 
 function printEvent (ev: BridgeEvent): void {
@@ -75,7 +88,7 @@ async function run (line: string): Promise<void> {
     return
   }
   if (line === '/ticket') console.log(client.welcome?.ticket ?? '(no ticket: JWT mode)')
-  else if (line === '/history') console.log(`history: ${(await client.history({ limit: 20 })).messages.length} messages`)
+  else if (line === '/history') printHistory((await client.history({ limit: 50 })).chat)
   else if (line === '/unread') console.log(`unread: ${await client.unreadCount()}`)
   else printReplies('bot', (await client.send(line)).data?.replies)
 }

@@ -5,9 +5,10 @@ import { BridgeRequestError, ClientErrorCode } from './errors.js'
 import { EventStream } from './event-stream.js'
 import {
   SUBPROTOCOL,
-  type BotAnswer, type BridgeEvent, type HistoryMessage, type HistoryOptions, type Message,
+  type BotAnswer, type BridgeEvent, type HistoryMessage, type HistoryOptions, type HistoryResult, type Message,
   type MessageStatus, type ResultFrame, type WelcomeFrame
 } from './frames.js'
+import { historyMessages } from './history.js'
 import { PendingRequests } from './pending.js'
 import { ClientStore, defaultStorage, type KeyValueStorage } from './storage.js'
 
@@ -215,8 +216,15 @@ export class BridgeClient extends Emitter<ClientEvents> {
     return await this.request('sendAsync', messageFields(message)) as { questionId: string }
   }
 
-  async history (options: HistoryOptions = {}): Promise<{ messages: HistoryMessage[] }> {
-    return await this.request('history', { ...options }) as { messages: HistoryMessage[] }
+  /**
+   * The client's history: `chat` is the conversation, oldest first, read
+   * from whatever shape the server answered in (see `historyMessages`);
+   * `body` is that answer as it came.
+   */
+  async history (options: HistoryOptions = {}): Promise<HistoryResult> {
+    const body = await this.request('history', { ...options })
+    const messages = isRecord(body) && Array.isArray(body.messages) ? body.messages as HistoryMessage[] : []
+    return { chat: historyMessages(body), messages, body }
   }
 
   async getState (): Promise<unknown> {

@@ -78,6 +78,11 @@ export interface HistoryOptions {
   limit?: number
 }
 
+/**
+ * One element of the history as the emulator answers it: a request and the
+ * answer to it. A live Chat API's history shape is not public, so read the
+ * history through `ChatMessage`, which `historyMessages` makes from any shape.
+ */
 export interface HistoryMessage {
   questionId: string
   timestamp: string
@@ -85,6 +90,43 @@ export interface HistoryMessage {
   request: { query?: string, event?: string, data?: unknown, cid?: string } | null
   response: { replies?: Reply[], [k: string]: unknown } | null
   [k: string]: unknown
+}
+
+/** Who wrote a message. The platform's `OPERATOR`, a live agent, is `agent` here. */
+export type ChatAuthor = 'client' | 'bot' | 'agent' | 'system'
+
+/** One message of the conversation, the same whatever shape the server's history came in. */
+export interface ChatMessage {
+  /** The upstream questionId. A client's message and the bot's answer to it share one. */
+  id?: string
+  /** Epoch ms on the upstream's clock (a zone-less upstream time is read as UTC). */
+  at?: number
+  author: ChatAuthor
+  /** What the client typed; the answer's text (`answer`, or its text replies); an entry's `textMessage`. */
+  text?: string
+  /** The bot's or the agent's replies, verbatim, to render as their `type` says. */
+  replies?: Reply[]
+  /** A client's named event, sent instead of a text. */
+  event?: { name: string, data?: unknown }
+  /** The message's status, where the server gives it with the message (`SENT`, `READ`, …). */
+  status?: string
+  /** The element of the upstream answer it was read from. A request and its answer in one element make two messages with the same `raw`. */
+  raw: unknown
+}
+
+/** What `BridgeClient.history()` resolves with. */
+export interface HistoryResult {
+  /** The conversation, oldest first, whatever shape the server answered in. */
+  chat: ChatMessage[]
+  /**
+   * The body's `messages` array as sent, or empty when the body has none.
+   * Shaped as `HistoryMessage` only on a server that answers as the
+   * emulator does.
+   * @deprecated Read `chat`, which every server shape fills.
+   */
+  messages: HistoryMessage[]
+  /** The upstream's answer verbatim, less the channel token. */
+  body: unknown
 }
 
 export interface MessageStatus { questionId: string, status: string }

@@ -11,6 +11,7 @@
  * client.on('state', (s) => { console.log(s.state, s.reason ?? '') })
  * await client.connect()
  * const answer = await client.send('hello')
+ * const { chat } = await client.history({ limit: 50 })   // [{ author: 'client', text: 'hello', … }, { author: 'bot', replies: […] }]
  * for await (const e of client.events()) console.log(e.type)
  * ```
  */
@@ -25,6 +26,8 @@ export { MemoryStorage } from './storage.js'
 export type { KeyValueStorage } from './storage.js'
 export { SUBPROTOCOL } from './frames.js'
 export type {
-  BotAnswer, BridgeEvent, ErrorFrame, EventFrame, HistoryMessage, HistoryOptions, Message, MessageStatus,
-  Reply, ResultError, ResultFrame, UpstreamEvent, WelcomeFrame
+  BotAnswer, BridgeEvent, ChatAuthor, ChatMessage, ErrorFrame, EventFrame, HistoryMessage, HistoryOptions, HistoryResult,
+  Message, MessageStatus, Reply, ResultError, ResultFrame, UpstreamEvent, WelcomeFrame
 } from './frames.js'
+export { historyMessages } from './history.js'
+export { parseTimestamp } from './timestamp.js'

@@ -3,10 +3,12 @@
  * The demo chat page. It renders the conversation from three sources that
  * overlap: the answers to its own sends, the events the bridge pushes (which
  * include the other tabs' messages), and the history loaded after a welcome
- * that could not resume. Every message is keyed by its questionId, so each
- * is shown once whichever source brings it first.
+ * that could not resume. The SDK reads events and history alike as chat
+ * messages (`historyMessages`), whatever shape the server sent. Every
+ * message is keyed by its questionId, so each is shown once whichever
+ * source brings it first.
  */
-import { BridgeClient } from '../sdk/index.js'
+import { BridgeClient, historyMessages, parseTimestamp } from '../sdk/index.js'
 
 const byId = (id) => document.getElementById(id)
 const log = byId('log')
@@ -43,17 +45,20 @@ const client = new BridgeClient({ url: socketUrl.toString(), channel, cid: tabCi
 
 // ---- messages -------------------------------------------------------------
 
-/** Rendered messages by key: `q:<questionId>` for the visitor's, `a:<questionId>` for the bot's or an agent's. */
+/** Rendered messages by key: `q:<questionId>` for the visitor's, `a:<questionId>` for the bot's or an agent's, `s:` for a notice. */
 const shown = new Map()
 /** The visitor's messages of this tab still on their way, oldest first. */
 const sending = []
 
-/** Upstream timestamps carry no zone; the Chat API writes UTC. */
+/** Epoch ms of an upstream time (the SDK reads a zone-less one as UTC, as the Chat API means it); now when there is none. */
 function timeOf (timestamp) {
-  if (typeof timestamp !== 'string') return Date.now()
-  const zoned = /(?:Z|[+-]\d\d:?\d\d)$/.test(timestamp) ? timestamp : timestamp + 'Z'
-  const t = Date.parse(zoned)
-  return Number.isNaN(t) ? Date.now() : t
+  return parseTimestamp(timestamp) ?? Date.now()
+}
+
+/** The key of a message of the SDK's chat list; one without a questionId is known by its time and text. */
+function keyOf (m) {
+  const prefix = m.author === 'client' ? 'q' : m.author === 'system' ? 's' : 'a'
+  return m.id !== undefined ? `${prefix}:${m.id}` : `${prefix}:@${m.at ?? ''}:${m.text ?? m.event?.name ?? ''}`
 }
 
 function element (tag, className, text) {
@@ -89,28 +94,38 @@ function toBottom () {
 // A smaller window, or a phone's keyboard coming up, must not hide the newest message.
 new ResizeObserver(() => { if (atBottom) toBottom() }).observe(log)
 
-function messageShell (who, label, timestamp) {
+/** `t`: epoch ms, or undefined for a message still on its way. */
+function messageShell (who, label, t) {
   const el = element('div', `msg ${who}`)
   el.append(element('span', 'visually-hidden', label))
   const bubble = element('div', 'bubble')
   el.append(bubble)
   const time = element('time', 'time')
-  if (timestamp !== undefined) stamp(el, time, timestamp)
+  if (t !== undefined) stamp(el, time, t)
   el.append(time)
   return { el, bubble }
 }
 
-function stamp (el, time, timestamp) {
-  const t = timeOf(timestamp)
+function stamp (el, time, t) {
   el.dataset.t = String(t)
   time.dateTime = new Date(t).toISOString()
   time.textContent = new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
 }
 
-function showVisitor (questionId, text, timestamp) {
-  const key = `q:${questionId}`
+/**
+ * Shows a message of the SDK's chat list (`{ id, at, author, text,
+ * replies, event }`) at time `t`, under `key`, unless it is shown already.
+ */
+function showChat (m, t, key = keyOf(m)) {
   if (shown.has(key)) return
-  const { el, bubble } = messageShell('me', 'You said:', timestamp)
+  if (m.author === 'client') showVisitor(key, m.text ?? `(${m.event?.name ?? 'event'})`, t)
+  else if (m.author === 'system') showNotice(key, m.text ?? '', t)
+  // A message with a text and no replies (an agent's line, a history entry) shows as one text reply.
+  else showAnswer(key, m.id, m.replies ?? (m.text === undefined ? [] : [{ type: 'text', text: m.text }]), t, m.author)
+}
+
+function showVisitor (key, text, t) {
+  const { el, bubble } = messageShell('me', 'You said:', t)
   el.dataset.key = key
   el.dataset.rank = '0'
   bubble.append(element('p', 'text', text))
@@ -118,25 +133,32 @@ function showVisitor (questionId, text, timestamp) {
   place(el)
 }
 
-function showAnswer (questionId, replies, timestamp, who) {
-  const key = `a:${questionId}`
-  if (shown.has(key) || !Array.isArray(replies) || replies.length === 0) return
-  const { el, bubble } = messageShell(who, who === 'agent' ? 'The agent said:' : 'The bot said:', timestamp)
+function showAnswer (key, questionId, replies, t, who) {
+  if (!Array.isArray(replies) || replies.length === 0) return
+  const { el, bubble } = messageShell(who, who === 'agent' ? 'The agent said:' : 'The bot said:', t)
   el.dataset.key = key
   el.dataset.rank = '1'
-  el.dataset.qid = questionId
   if (who === 'agent') bubble.append(element('span', 'tag', 'Agent'))
   for (const reply of replies) renderReply(bubble, reply)
   shown.set(key, el)
   place(el)
-  readWhenSeen.observe(el)
+  // Only a message with a questionId can be marked READ.
+  if (questionId !== undefined) {
+    el.dataset.qid = questionId
+    readWhenSeen.observe(el)
+  }
   refreshUnreadSoon()
 }
 
-/** What the visitor sent, as a line of text: the query, or the name of an event. */
-function requestText (request) {
-  if (typeof request.query === 'string') return request.query
-  return typeof request.event === 'string' ? `(${request.event})` : ''
+/** A line of the platform's own (a SYSTEM message: the chat was closed, say). */
+function showNotice (key, text, t) {
+  if (text === '') return
+  const { el, bubble } = messageShell('system', 'Notice:', t)
+  el.dataset.key = key
+  el.dataset.rank = '1'
+  bubble.append(element('p', 'notice', text))
+  shown.set(key, el)
+  place(el)
 }
 
 // ---- replies ----------------------------------------------------------------
@@ -268,8 +290,8 @@ function pendingBubble (text) {
   return entry
 }
 
-/** A message of ours is known upstream: it gets its key and its place in time, unless another source showed it already. */
-function confirm (entry, questionId, timestamp) {
+/** A message of ours is known upstream: it gets its key and its place in time `t`, unless another source showed it already. */
+function confirm (entry, questionId, t) {
   const key = `q:${questionId}`
   const i = sending.indexOf(entry)
   if (i >= 0) sending.splice(i, 1)
@@ -280,7 +302,7 @@ function confirm (entry, questionId, timestamp) {
   }
   entry.el.classList.remove('sending')
   entry.el.dataset.key = key
-  stamp(entry.el, entry.el.querySelector('.time'), timestamp)
+  stamp(entry.el, entry.el.querySelector('.time'), t)
   shown.set(key, entry.el)
   entry.el.remove()
   place(entry.el)
@@ -315,8 +337,9 @@ async function say (raw) {
   setTyping(1)
   try {
     const answer = await client.send(text)
-    confirm(entry, answer.questionId, answer.timestamp)
-    showAnswer(answer.questionId, answer.data?.replies, answer.timestamp, 'bot')
+    const t = timeOf(answer.timestamp)
+    confirm(entry, answer.questionId, t)
+    showChat({ id: answer.questionId, author: 'bot', replies: answer.data?.replies, raw: answer }, t)
   } catch (err) {
     failed(entry, text, err)
   } finally {
@@ -341,39 +364,43 @@ for (const chip of byId('suggestions').querySelectorAll('button[data-say]')) {
 
 // ---- events from the bridge ----------------------------------------------
 
-client.on('event', ({ type, event }) => {
-  const questionId = event.questionId
-  if (typeof questionId !== 'string') return
-  if (type === 'clientRequest') {
-    const text = requestText(event)
+/**
+ * What the platform sends to the webhook (async answers, campaigns, agent
+ * replies, the bot speaking up after a timeout) is an answer to no request
+ * in the same breath: read as such, the SDK tells an agent's by its state.
+ */
+function webhookMessages (event) {
+  return historyMessages([{ questionId: event.questionId, timestamp: event.timestamp, request: null, response: event.data }])
+}
+
+client.on('event', (ev) => {
+  const messages = ev.type === 'webhook' ? webhookMessages(ev.event) : historyMessages([ev])
+  for (const m of messages) {
+    const t = m.at ?? Date.now()
     // Our own message coming back: it is the oldest one on its way with that text.
-    const mine = event.cid === client.cid ? sending.find((s) => s.text === text) : undefined
-    if (mine !== undefined) confirm(mine, questionId, event.timestamp)
-    else showVisitor(questionId, text, event.timestamp)
-  } else if (type === 'botResponse') {
-    showAnswer(questionId, event.data?.replies, event.timestamp, 'bot')
-  } else if (type === 'agentResponse') {
-    const replies = event.data?.replies ?? [{ type: 'text', text: String(event.text ?? '') }]
-    showAnswer(questionId, replies, event.timestamp, 'agent')
-  } else if (type === 'webhook') {
-    // What the platform sends to the webhook: async answers, campaigns, agent replies, the bot speaking up after a timeout.
-    showAnswer(questionId, event.data?.replies, event.timestamp, author(event.data))
+    const mine = m.author === 'client' && m.id !== undefined && ev.event.cid === client.cid
+      ? sending.find((s) => s.text === m.text)
+      : undefined
+    if (mine !== undefined) confirm(mine, m.id, t)
+    else showChat(m, t)
   }
 })
-
-/** Who wrote an answer that does not say: the demo bot puts a live agent's replies in the /agent state. */
-function author (data) {
-  return data?.nlpClass === '/agent' ? 'agent' : 'bot'
-}
 
 async function loadHistory () {
   log.setAttribute('aria-busy', 'true')
   try {
-    const { messages } = await client.history({ limit: 100 })
-    for (const m of messages) {
-      if (m.request) showVisitor(m.questionId, requestText(m.request), m.timestamp)
-      // The bot's answer to "agent" is in the /agent state too, but it answers a request; the agent's replies answer none.
-      if (m.response) showAnswer(m.questionId, m.response.replies, m.timestamp, m.request ? 'bot' : author(m.response))
+    // The SDK reads the conversation from whatever shape the server's history has.
+    const { chat } = await client.history({ limit: 100 })
+    let t = 0
+    const taken = new Map()
+    for (const m of chat) {
+      // A message with no time goes where the history puts it: after the one before.
+      t = m.at ?? t
+      // A server that keeps one entry per reply may give several the same questionId: each is shown.
+      const key = keyOf(m)
+      const n = (taken.get(key) ?? 0) + 1
+      taken.set(key, n)
+      showChat(m, t, n === 1 ? key : `${key}#${n}`)
     }
     toBottom()
   } catch {
