@@ -12,6 +12,8 @@ import { registerClusterMetrics } from './cluster/metrics.js'
 import { redisSettings } from './cluster/redis.js'
 import { Requests } from './requests.js'
 import { ChatApi } from './upstream/client.js'
+import { checkChannel } from './upstream/check.js'
+import { ChannelTraits } from './upstream/traits.js'
 import { SUBPROTOCOL } from './protocol.js'
 import { wsRoutes } from './routes/ws.js'
 import { healthRoutes } from './routes/health.js'
@@ -114,8 +116,11 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     pollConnections: config.UPSTREAM_POLL_CONNECTIONS,
     callConnections: config.UPSTREAM_CONNECTIONS
   }
+  const upstreamLog = app.log.child({ component: 'upstream' })
   for (const c of opts.channels) {
-    apis.set(c.name, new ChatApi(c, { requestTimeoutMs: config.REQUEST_TIMEOUT_MS, pollTimeoutMs: config.POLL_TIMEOUT_MS, pools, observe }))
+    const log = upstreamLog.child({ channel: c.name })
+    const traits = new ChannelTraits({ log, onQuirk: metrics === undefined ? undefined : (quirk) => { metrics.upstreamQuirks.inc({ channel: c.name, quirk }) } })
+    apis.set(c.name, new ChatApi(c, { requestTimeoutMs: config.REQUEST_TIMEOUT_MS, pollTimeoutMs: config.POLL_TIMEOUT_MS, pools, observe, traits }))
   }
   const hubLog = app.log.child({ component: 'hub' })
   const gate = new PollGate(config.POLL_STARTS_PER_S, Math.max(1, Math.ceil(config.POLL_STARTS_PER_S)))
@@ -154,9 +159,17 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     resultCacheMs: config.RESULT_CACHE_MS,
     results: cluster?.results,
     lanes: cluster?.lanes,
-    onChannelRejected: (channel) => { sessions.rejectChannel(channel) }
+    onChannelRejected: (channel, reason) => {
+      apis.get(channel)?.traits.refuse(reason)
+      sessions.rejectChannel(channel)
+    }
   })
-  metrics?.bind({ polls: () => cluster?.feeds.owned ?? hub.stats().feeds, outboundBytes: () => sessions.outboundBytes(), socketsByChannel: () => sessions.socketsByChannel() })
+  metrics?.bind({
+    polls: () => cluster?.feeds.owned ?? hub.stats().feeds,
+    outboundBytes: () => sessions.outboundBytes(),
+    socketsByChannel: () => sessions.socketsByChannel(),
+    refusedChannels: () => [...apis].filter(([, api]) => api.traits.refused).map(([name]) => name)
+  })
   const drain = async (): Promise<void> => {
     app.bridge.ready = false
     await sessions.drain(config.DRAIN_MS, 1000)
@@ -188,6 +201,13 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   })
   app.addHook('onClose', async () => {
     await Promise.all([...apis.values()].map(async (a) => { await a.close() }))
+  })
+  // One cheap call per channel tells the operator whether its token works, and the bridge the upstream's clock.
+  app.addHook('onReady', async () => {
+    const checks = Promise.all([...apis.values()].map(async (api) => await checkChannel(api, upstreamLog.child({ channel: api.channel.name }))))
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([checks, new Promise((resolve) => { timer = setTimeout(resolve, 2000) })])
+    clearTimeout(timer)
   })
   app.addHook('onReady', async () => { app.bridge.ready = true })
   if (cluster !== undefined) {

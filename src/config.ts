@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { parseProfiles } from './emulator/profiles.js'
 
 /**
  * Every setting of the bridge, read from the environment. The property names
@@ -70,7 +71,8 @@ export const ConfigSchema = Type.Object({
   REDIS_TIMEOUT_MS: Ms(2000, 50, 'longest wait for one Redis command; a slower Redis counts as down'),
   DEMO_PAGE: Type.Optional(Type.Boolean({ description: 'serve the demo chat page at / (true or false); on by default with the built-in emulator' })),
   EMULATOR_PORT: Port(3001, 'port of the built-in emulator (used when UPSTREAM_URL is unset)'),
-  EMULATOR_HOLD_MS: Ms(25_000, 10, 'long-poll hold time of the built-in emulator')
+  EMULATOR_HOLD_MS: Ms(25_000, 10, 'long-poll hold time of the built-in emulator'),
+  EMULATOR_PROFILE: Type.Optional(Type.String({ description: 'comma-separated behaviour profiles of the built-in emulator (see src/emulator/profiles.ts)' }))
 })
 export type Config = Static<typeof ConfigSchema>
 
@@ -151,16 +153,56 @@ function crossCheck (config: Config): void {
   if (config.BACKOFF_MAX_MS < config.BACKOFF_BASE_MS) {
     throw new ConfigError('BACKOFF_MAX_MS must not be smaller than BACKOFF_BASE_MS')
   }
+  if (config.EMULATOR_PROFILE !== undefined) {
+    try {
+      parseProfiles(config.EMULATOR_PROFILE)
+    } catch (err) {
+      throw new ConfigError(`EMULATOR_PROFILE=${JSON.stringify(config.EMULATOR_PROFILE)} is not valid: ${(err as Error).message}`)
+    }
+  }
   parseChannels(config)
 }
 
 const ChannelEntry = Type.Object({ url: Type.String({ pattern: '^https?://' }), token: Type.String({ minLength: 1 }) })
 
+/**
+ * A channel's URL and token as the bridge will use them. The token goes into
+ * the URL's path, so a URL with a query or a fragment would move it out of
+ * the path (or after a `#`, out of the request): refused. Whitespace around
+ * a token (a secret made from a file keeps its newline) is trimmed, and
+ * `trimmed` says so; whitespace inside one is refused. The token's format
+ * is not checked otherwise: channels of several ages have several formats.
+ */
+export function channelOf (name: string, url: string, token: string, where: { url: string, token: string }): Channel & { trimmed: boolean } {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new ConfigError(`${where.url} is not a valid URL`)
+  }
+  if (parsed.search !== '' || parsed.hash !== '' || url.includes('?') || url.includes('#')) {
+    throw new ConfigError(`${where.url} must not have a query or a fragment: the channel token is appended to its path (e.g. https://bot.jaicp.com/chatapi)`)
+  }
+  const clean = token.trim()
+  if (clean === '') throw new ConfigError(`${where.token} is empty`)
+  if (/\s/.test(clean)) throw new ConfigError(`${where.token} contains whitespace: a channel token has none`)
+  return { name, url, token: clean, trimmed: clean !== token }
+}
+
+/** Why a channel's token was changed at start-up, for the log (never the token itself). */
+export function channelWarnings (config: Config): string[] {
+  return parseChannelEntries(config).filter((c) => c.trimmed).map((c) => `the token of channel "${c.name}" had whitespace around it, which was removed`)
+}
+
 /** The named channels of CHANNELS, plus "default" from UPSTREAM_URL/CHATAPI_TOKEN. */
 export function parseChannels (config: Config): Channel[] {
-  const channels: Channel[] = []
+  return parseChannelEntries(config).map(({ name, url, token }) => ({ name, url, token }))
+}
+
+function parseChannelEntries (config: Config): Array<Channel & { trimmed: boolean }> {
+  const channels: Array<Channel & { trimmed: boolean }> = []
   if (config.UPSTREAM_URL !== undefined && config.CHATAPI_TOKEN !== undefined) {
-    channels.push({ name: 'default', url: config.UPSTREAM_URL, token: config.CHATAPI_TOKEN })
+    channels.push(channelOf('default', config.UPSTREAM_URL, config.CHATAPI_TOKEN, { url: 'UPSTREAM_URL', token: 'CHATAPI_TOKEN' }))
   }
   if (config.CHANNELS !== undefined) {
     let parsed: unknown
@@ -176,7 +218,7 @@ export function parseChannels (config: Config): Channel[] {
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new ConfigError(`CHANNELS: the name "${name}" must be 1-64 letters, digits, _ or -`)
       if (!Value.Check(ChannelEntry, entry)) throw new ConfigError(`CHANNELS.${name} needs "url" (http or https) and "token"`)
       if (channels.some((c) => c.name === name)) throw new ConfigError(`CHANNELS: "${name}" is defined twice`)
-      channels.push({ name, url: entry.url, token: entry.token })
+      channels.push(channelOf(name, entry.url, entry.token, { url: `CHANNELS.${name}.url`, token: `CHANNELS.${name}.token` }))
     }
   }
   if (config.DEFAULT_CHANNEL !== undefined && channels.length > 0 && !channels.some((c) => c.name === config.DEFAULT_CHANNEL)) {

@@ -7,8 +7,9 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
  * delivery (its place in the client's webhook mailbox). Cursors are signed
  * and bound to (channel, clientId, cid), so a cursor cannot be altered or used
  * by another client. Format: `c2.<ts base36|->.<hash|->.<mailbox base36>.<mac>`,
- * under 70 characters.
+ * under 70 characters; a time without an event has its ts and `-` for the hash.
  */
+/** An upstream event (its time and hash), or, with an empty hash, a time: right before every event stamped from then on. */
 export interface CursorPosition { ts: number, hash: string }
 
 export interface StreamPosition {
@@ -38,7 +39,7 @@ export class CursorCodec {
   }
 
   encode (k: CursorKey, pos: StreamPosition): string {
-    const poll = pos.poll === undefined ? '-.-' : `${pos.poll.ts.toString(36)}.${pos.poll.hash}`
+    const poll = pos.poll === undefined ? '-.-' : `${pos.poll.ts.toString(36)}.${pos.poll.hash === '' ? '-' : pos.poll.hash}`
     const body = `c2.${poll}.${pos.webhook.toString(36)}`
     return `${body}.${this.mac(k, body)}`
   }
@@ -49,14 +50,14 @@ export class CursorCodec {
     if (parts.length !== 5 || parts[0] !== 'c2') return { error: 'malformed cursor' }
     const [, ts36, hash, w36, mac] = parts as [string, string, string, string, string]
     const none = ts36 === '-' && hash === '-'
-    if (!none && (!/^[0-9a-z]{1,11}$/.test(ts36) || !/^[A-Za-z0-9_-]{16}$/.test(hash))) return { error: 'malformed cursor' }
+    if (!none && (!/^[0-9a-z]{1,11}$/.test(ts36) || !/^([A-Za-z0-9_-]{16}|-)$/.test(hash))) return { error: 'malformed cursor' }
     if (!/^[0-9a-z]{1,12}$/.test(w36)) return { error: 'malformed cursor' }
     const want = Buffer.from(this.mac(k, `c2.${ts36}.${hash}.${w36}`))
     const got = Buffer.from(mac)
     if (want.length !== got.length || !timingSafeEqual(want, got)) {
       return { error: 'cursor was not issued for this client and connection' }
     }
-    return { poll: none ? undefined : { ts: parseInt(ts36, 36), hash }, webhook: parseInt(w36, 36) }
+    return { poll: none ? undefined : { ts: parseInt(ts36, 36), hash: hash === '-' ? '' : hash }, webhook: parseInt(w36, 36) }
   }
 
   private mac (k: CursorKey, body: string): string {

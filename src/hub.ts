@@ -57,6 +57,14 @@ export class FeedLimitError extends Error {
   }
 }
 
+/** The upstream refuses the channel's token: the socket is closed with 4502. */
+export class ChannelRefusedError extends Error {
+  constructor () {
+    super('the upstream refuses the channel token')
+    this.name = 'ChannelRefusedError'
+  }
+}
+
 export function feedId (k: FeedKey): string {
   return `${k.channel}\n${k.clientId}\n${k.cid}\n${k.all ? 1 : 0}`
 }

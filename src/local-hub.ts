@@ -1,9 +1,9 @@
 import { samePosition, type CursorCodec, type CursorPosition, type StreamPosition } from './cursor.js'
-
-const samePoll = (a: CursorPosition, b: CursorPosition): boolean => a.ts === b.ts && a.hash === b.hash
+import { readAfter } from './catch-up.js'
+import { samePoll, type FeedEvent } from './feed-events.js'
 import type { ChatApi } from './upstream/client.js'
-import { Poller, UPSTREAM_PAGE, parseAnswer, type FeedEvent, type PollerContext, type PollerSink, type PollLog } from './poller.js'
-import { FeedLimitError, feedId, type FeedKey, type Hub, type HubStats, type Subscriber, type SubscribeResult } from './hub.js'
+import { Poller, type PollerContext, type PollerSink, type PollLog } from './poller.js'
+import { ChannelRefusedError, FeedLimitError, feedId, type FeedKey, type Hub, type HubStats, type Subscriber, type SubscribeResult } from './hub.js'
 import type { PollGate } from './poll-gate.js'
 import { StreakLog } from './streak-log.js'
 import type { MailStore, MailboxEntry } from './webhook/mailbox.js'
@@ -48,18 +48,19 @@ export interface FeedSource {
 
 export interface FeedSourceOptions {
   key: FeedKey
-  /** Start right after this upstream event. */
-  start: CursorPosition | undefined
   /**
-   * Without `start`: the socket resumes from before the connection's first
-   * event, so everything the upstream has for the connection is new to it.
+   * Where the feed's events begin: right after this delivered event, or,
+   * with an empty hash, with every event stamped from this upstream time on
+   * (a new connection, or a resume from before its first event).
    */
-  fromStart?: boolean
+  start: CursorPosition
   log: PollLog
+  /** The upstream knows the connection now (its first poll reached it): events from here on will come. */
+  onListening: () => void
   /** New events, in upstream order, each once. */
   onEvents: (events: FeedEvent[]) => void
   /** The upstream refused the channel token. */
-  onFatal: () => void
+  onFatal: (err?: { message: string }) => void
   /** Whether the events right after `start` follow; called once, when known, if `start` was given. */
   onStart: (outcome: SubscribeResult) => void
   /** Events after the last one handed over can no longer be had: every socket of the feed must resume. */
@@ -95,9 +96,8 @@ class Feed implements FeedSourceOptions, PollerSink, PollLog {
   readonly key: FeedKey
   readonly id: string
   private readonly hub: LocalHub
-  /** Where the source starts: right after this upstream event. */
-  readonly start: CursorPosition | undefined
-  readonly fromStart: boolean
+  /** Where the source starts (see FeedSourceOptions.start). */
+  readonly start: CursorPosition
   source!: FeedSource
   subs = new Map<Subscriber, SubState>()
   /** The most recent events, oldest first: resumes and slow sockets are served from here. */
@@ -106,6 +106,9 @@ class Feed implements FeedSourceOptions, PollerSink, PollLog {
   linger: NodeJS.Timeout | undefined
   /** Set while a feed started from a cursor waits for its first upstream answer. */
   starting: { pos: StreamPosition, outcome: Promise<SubscribeResult> } | undefined
+  /** Resolves when the upstream knows the connection; undefined once it does. */
+  listening: Promise<void> | undefined
+  private heard: (() => void) | undefined
   /** The position of the last frame published. */
   pos: StreamPosition
   /** While a new feed reads the mail that came while its client was away, live mail waits here. */
@@ -114,16 +117,23 @@ class Feed implements FeedSourceOptions, PollerSink, PollLog {
   /** The feed's child logger, made on its first line: most feeds never log. */
   private child: PollLog | undefined
 
-  constructor (hub: LocalHub, id: string, key: FeedKey, resume: StreamPosition | undefined, webhookMark: number) {
+  /**
+   * A new feed (no `resume`) starts at `upstreamNow`, the upstream's time as
+   * low as the bridge can know it, so its first poll asks for everything from
+   * the welcome on; a cursor from before any event names a time in the same way.
+   */
+  constructor (hub: LocalHub, id: string, key: FeedKey, resume: StreamPosition | undefined, webhookMark: number, upstreamNow: number) {
     this.hub = hub
     this.id = id
     this.key = key
-    this.start = resume?.poll
-    this.fromStart = resume !== undefined && resume.poll === undefined
+    this.start = resume === undefined ? { ts: upstreamNow, hash: '' } : resume.poll ?? { ts: 0, hash: '' }
     // A new feed's webhook position is "now": a cursor from it never brings back older mail.
-    this.pos = { poll: resume?.poll, webhook: resume?.webhook ?? webhookMark }
-    if (resume?.poll !== undefined) {
-      const outcome = new Promise<SubscribeResult>((resolve) => { this.settle = resolve })
+    this.pos = { poll: resume === undefined ? this.start : resume.poll, webhook: resume?.webhook ?? webhookMark }
+    this.listening = new Promise((resolve) => { this.heard = resolve })
+    if (resume !== undefined) {
+      const outcome = this.start.hash !== ''
+        ? new Promise<SubscribeResult>((resolve) => { this.settle = resolve })
+        : this.listening.then(() => ({ resumed: true }))
       this.starting = { pos: resume, outcome }
       void outcome.then(() => { this.starting = undefined })
     }
@@ -137,15 +147,18 @@ class Feed implements FeedSourceOptions, PollerSink, PollLog {
   }
 
   onEvents (events: FeedEvent[]): void { this.hub.publish(this, events) }
-  onFatal (): void { this.hub.rejectChannel(this.key.channel) }
+  onFatal (err?: { message: string }): void { this.hub.rejectChannel(this.key.channel, err?.message) }
   onStart (outcome: SubscribeResult): void { this.settle?.(outcome) }
+  onListening (): void {
+    this.listening = undefined
+    this.heard?.()
+    this.heard = undefined
+  }
   onGap (): void { this.hub.loseFeed(this.id, this) }
 }
 
 const OLDER_THAN_KEPT = 'cursor is older than the events kept for this connection'
 const WEBHOOKS_NOT_KEPT = 'webhook events after this cursor are no longer kept'
-/** Pages read back from the upstream to bridge a resume to the events in memory. */
-const CATCH_UP_PAGES = 8
 
 /** The in-process hub: one Poller per key, shared by every socket of the key. */
 export class LocalHub implements Hub {
@@ -163,6 +176,7 @@ export class LocalHub implements Hub {
     const id = feedId(key)
     let feed = this.feeds.get(id)
     if (feed === undefined) {
+      if (this.o.apis.get(key.channel)?.traits.refused === true) throw new ChannelRefusedError()
       if (this.feeds.size >= this.o.maxFeeds) throw new FeedLimitError()
       feed = this.createFeed(id, key, resume)
       const position = feed.pos
@@ -180,7 +194,10 @@ export class LocalHub implements Hub {
         const byPos = new Map([...mail, ...held].map((m) => [m.pos, m]))
         this.publishWebhook(feed, [...byPos.values()].sort((a, b) => a.pos - b.pos))
       }
-      if (feed.starting === undefined) return resume === undefined ? { resumed: false, position } : { resumed: true }
+      if (feed.starting === undefined) {
+        await this.waitListening(feed)
+        return resume === undefined ? { resumed: false, position } : { resumed: true }
+      }
       return await this.waitStart(feed.starting.outcome)
     }
     if (feed.linger !== undefined) {
@@ -188,8 +205,10 @@ export class LocalHub implements Hub {
       feed.linger = undefined
     }
     if (resume === undefined || samePosition(resume, feed.pos)) {
+      const position = feed.pos
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
-      return resume === undefined ? { resumed: false, position: feed.pos } : { resumed: true }
+      await this.waitListening(feed)
+      return resume === undefined ? { resumed: false, position } : { resumed: true }
     }
     const covered = this.seqAt(feed, resume)
     if (covered !== undefined) {
@@ -261,8 +280,11 @@ export class LocalHub implements Hub {
   }
 
   private createFeed (id: string, key: FeedKey, resume: StreamPosition | undefined): Feed {
-    if (!this.o.apis.has(key.channel)) throw new Error(`no channel "${key.channel}"`)
-    const feed = new Feed(this, id, key, resume, this.o.webhooks?.mailbox.mark() ?? 0)
+    const api = this.o.apis.get(key.channel)
+    if (api === undefined) throw new Error(`no channel "${key.channel}"`)
+    // Before the upstream has answered anything its clock is not known: the connection's start (ts 0) is
+    // the one time it surely knows, and its `cid` scopes what that brings.
+    const feed = new Feed(this, id, key, resume, this.o.webhooks?.mailbox.mark() ?? 0, api.traits.upstreamNow() ?? 0)
     feed.source = this.source(feed)
     this.feeds.set(id, feed)
     this.o.webhooks?.mailbox.watch?.(key.channel, key.clientId)
@@ -276,15 +298,17 @@ export class LocalHub implements Hub {
   }
 
   private pollerFor (s: FeedSourceOptions): Poller {
-    return new Poller(this.pollingOf(s.key.channel), s.key, s, s.start, s.fromStart)
+    return new Poller(this.pollingOf(s.key.channel), s.key, s, s.start)
   }
 
   /** What every poller of a channel shares, its failure streak too: an outage is one story, however many pollers see it. */
   private pollingOf (channel: string): PollerContext {
     let ctx = this.polling.get(channel)
     if (ctx === undefined) {
+      const api = this.o.apis.get(channel) as ChatApi
       ctx = {
-        upstream: this.o.apis.get(channel) as ChatApi,
+        upstream: api,
+        traits: api.traits,
         backoffBaseMs: this.o.backoffBaseMs,
         backoffMaxMs: this.o.backoffMaxMs,
         gate: this.o.gate,
@@ -293,6 +317,24 @@ export class LocalHub implements Hub {
       this.polling.set(channel, ctx)
     }
     return ctx
+  }
+
+  /**
+   * A welcome promises every event from then on, but a server that starts a
+   * connection's events when it first sees its `cid` has none for it before
+   * its first poll arrives (which the poll gate may hold back): wait for that,
+   * within the resume wait.
+   */
+  private async waitListening (feed: Feed): Promise<void> {
+    const listening = feed.listening
+    if (listening === undefined) return
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, this.o.resumeWaitMs) })
+    try {
+      await Promise.race([listening, late])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   private async waitStart (outcome: Promise<SubscribeResult>): Promise<SubscribeResult> {
@@ -331,13 +373,15 @@ export class LocalHub implements Hub {
     if (mail === null) return fail(WEBHOOKS_NOT_KEPT)
     // Stop before the first polled event in memory; with none in memory, after the feed's own position.
     const stopBefore = firstPolled?.pos.poll
-    const stopAfter = firstPolled === undefined ? posNow.poll : undefined
+    // (A position that is a time, not an event, bounds nothing: the feed has polled nothing yet.)
+    const stopAfter = firstPolled === undefined && posNow.poll?.hash !== '' ? posNow.poll : undefined
     let polled: FeedEvent[] = []
     if (stopBefore === undefined && stopAfter === undefined) {
       // The feed has polled nothing yet; a cursor from before it cannot be bounded, one from its start needs nothing.
-      if (resume.poll !== undefined) return fail(OLDER_THAN_KEPT)
+      if (resume.poll !== undefined && resume.poll.hash !== '') return fail(OLDER_THAN_KEPT)
     } else if (!(stopAfter !== undefined && resume.poll !== undefined && samePoll(stopAfter, resume.poll))) {
-      const read = await this.readBetween(feed.key, resume.poll, stopBefore, stopAfter)
+      const api = this.o.apis.get(feed.key.channel) as ChatApi
+      const read = await readAfter(api, feed.key, resume.poll ?? { ts: 0, hash: '' }, { before: stopBefore, through: stopAfter })
       if (typeof read === 'string') return feed.subs.get(sub) === state ? fail(read) : { resumed: false, gap: read }
       polled = read
     }
@@ -356,41 +400,6 @@ export class LocalHub implements Hub {
     state.lastSeq = oldest === undefined ? seqNow : oldest.seq - 1
     this.replay(feed, sub, state)
     return { resumed: true }
-  }
-
-  /**
-   * The upstream events after `from`, up to (not including) `stopBefore` or
-   * up to and including `stopAfter`; or why they cannot be had.
-   */
-  private async readBetween (key: FeedKey, from: CursorPosition | undefined, stopBefore?: CursorPosition, stopAfter?: CursorPosition): Promise<FeedEvent[] | string> {
-    const api = this.o.apis.get(key.channel) as ChatApi
-    const out: FeedEvent[] = []
-    const seen = new Set<string>()
-    // Without a cursor event, from the connection's first event on.
-    let foundCursor = from === undefined
-    let ts = from?.ts ?? 0
-    try {
-      for (let page = 0; page < CATCH_UP_PAGES; page++) {
-        const events = parseAnswer(await api.events({ clientId: key.clientId, cid: key.cid, all: key.all, ts }))
-        for (const ev of events) {
-          if (!foundCursor) {
-            foundCursor = from !== undefined && samePoll(ev, from)
-            continue
-          }
-          if (stopBefore !== undefined && samePoll(ev, stopBefore)) return out
-          if (seen.has(ev.hash)) continue
-          seen.add(ev.hash)
-          out.push(ev)
-          if (stopAfter !== undefined && samePoll(ev, stopAfter)) return out
-        }
-        if (!foundCursor) return 'the event of this cursor is no longer kept upstream'
-        if (events.length < UPSTREAM_PAGE) break
-        ts = (events.at(-1) as FeedEvent).ts
-      }
-    } catch {
-      return 'the upstream could not be read to resume'
-    }
-    return OLDER_THAN_KEPT
   }
 
   private frameOf (feed: Feed, pos: StreamPosition, json: string): string {
@@ -490,7 +499,9 @@ export class LocalHub implements Hub {
     else feed.source.pause()
   }
 
-  rejectChannel (channel: string): void {
+  /** The upstream refused the channel token: every feed of the channel ends, its sockets close with 4502. */
+  rejectChannel (channel: string, reason = 'the channel token was refused'): void {
+    this.o.apis.get(channel)?.traits.refuse(reason)
     for (const [id, feed] of this.feeds) {
       if (feed.key.channel !== channel) continue
       const subs = [...feed.subs.keys()]

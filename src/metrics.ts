@@ -9,6 +9,8 @@ export interface MetricSources {
   polls: () => number
   outboundBytes: () => number
   socketsByChannel: () => Map<string, number>
+  /** Channels whose token the upstream refuses now. */
+  refusedChannels: () => string[]
 }
 
 export class Metrics {
@@ -37,6 +39,12 @@ export class Metrics {
   readonly webhookObjects = new Counter({ name: 'bridge_webhook_objects_total', help: 'Webhook objects by result (accepted, or duplicate of a retry or of a polled answer)', labelNames: ['channel', 'result'], registers: [this.registry] })
   readonly rateLimited = new Counter({ name: 'bridge_rate_limited_total', help: 'Requests refused with RATE_LIMITED', registers: [this.registry] })
   readonly requests = new Counter({ name: 'bridge_requests_total', help: 'Client requests by type and result', labelNames: ['type', 'result'], registers: [this.registry] })
+  readonly upstreamQuirks = new Counter({
+    name: 'bridge_upstream_quirks_total',
+    help: 'Odd upstream answers the bridge copes with, by kind (untimed_event, late_stamp, quick_empty, stale_answer, clock_mismatch)',
+    labelNames: ['channel', 'quirk'],
+    registers: [this.registry]
+  })
 
   private sources: MetricSources | undefined
 
@@ -47,6 +55,15 @@ export class Metrics {
     this.registry.registerMetric(new Gauge({
       name: 'bridge_upstream_polls_active', help: 'Upstream /events long polls kept (one per connection key)', registers: [],
       collect () { const s = live(); if (s !== undefined) this.set(s.polls()) }
+    }))
+    this.registry.registerMetric(new Gauge({
+      name: 'bridge_upstream_channel_refused', help: '1 while the upstream refuses the channel token', labelNames: ['channel'], registers: [],
+      collect () {
+        const s = live()
+        if (s === undefined) return
+        this.reset()
+        for (const channel of s.refusedChannels()) this.set({ channel }, 1)
+      }
     }))
     this.registry.registerMetric(new Gauge({
       name: 'bridge_outbound_queue_bytes', help: 'Bytes queued to clients, not yet written to their sockets', registers: [],

@@ -37,7 +37,7 @@ export interface RequestsOptions {
   results?: ResultCache | undefined
   /** Defaults to in-process lanes. */
   lanes?: SendLanes | undefined
-  onChannelRejected: (channel: string) => void
+  onChannelRejected: (channel: string, reason: string) => void
 }
 
 /** Results kept in this process; a pending result is shared by every request that asks meanwhile. */
@@ -121,7 +121,7 @@ export class Requests {
       return JSON.stringify({ type: 'result', id: req.id, ok: true, result })
     } catch (err) {
       // Let the result reach the socket first; then the channel's sockets close with 4502.
-      if (isChannelRejected(err)) setImmediate(() => { this.o.onChannelRejected(ctx.channel) })
+      if (isChannelRejected(err)) setImmediate(() => { this.o.onChannelRejected(ctx.channel, (err as Error).message) })
       return JSON.stringify({ type: 'result', id: req.id, ok: false, error: errorBody(err) })
     }
   }
@@ -139,8 +139,9 @@ function laneOf (ctx: RequestContext): string {
 /** A result worth keeping for resends: every success and every failure that a retry would not change. */
 function keepable (frame: string): boolean {
   if (!frame.includes('"ok":false')) return true
-  const code = (JSON.parse(frame) as { error: { code: string } }).error.code
-  return !TRANSIENT.has(code)
+  const error = (JSON.parse(frame) as { error: { code: string, status?: unknown } }).error
+  // "Too many requests" is no answer to the request: a resend after Retry-After must reach the upstream.
+  return !TRANSIENT.has(error.code) && error.status !== 429
 }
 
 export function errorBody (err: unknown): { code: string, message: string, [k: string]: unknown } {
@@ -148,6 +149,8 @@ export function errorBody (err: unknown): { code: string, message: string, [k: s
     const body: { code: string, message: string, [k: string]: unknown } = { code: err.code, message: err.message }
     if (err.details?.status !== undefined) body.status = err.details.status
     if (err.details?.upstreamError !== undefined) body.upstreamError = err.details.upstreamError
+    // A 429's Retry-After reaches the client, which is the one to try again (a send is not retried for it).
+    if (typeof err.details?.retryAfterMs === 'number') body.retryAfterMs = err.details.retryAfterMs
     return body
   }
   return { code: ErrorCode.UPSTREAM_UNAVAILABLE, message: 'the request failed inside the bridge' }

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { randomBytes } from 'node:crypto'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig, parseChannels, type Channel } from './config.js'
-import { startEmulator, type Emulator } from './emulator/index.js'
+import { ConfigError, channelWarnings, loadConfig, parseChannels, type Channel } from './config.js'
+import { parseProfiles, startEmulator, type Emulator } from './emulator/index.js'
 
 /** The process entry: the only file that touches `process`. */
 async function main (): Promise<void> {
@@ -24,11 +24,18 @@ async function main (): Promise<void> {
     config = { ...config, WEBHOOK_SECRET: config.WEBHOOK_SECRET ?? randomBytes(18).toString('base64url') }
     // The built-in emulator listens on loopback only, so its token is no secret.
     const token = 'demo-token'
-    emulator = await startEmulator({ port: config.EMULATOR_PORT, host: '127.0.0.1', tokens: [token], holdMs: config.EMULATOR_HOLD_MS })
+    emulator = await startEmulator({
+      port: config.EMULATOR_PORT,
+      host: '127.0.0.1',
+      tokens: [token],
+      holdMs: config.EMULATOR_HOLD_MS,
+      profiles: parseProfiles(config.EMULATOR_PROFILE ?? '')
+    })
     channels = [{ name: 'default', url: emulator.url, token }]
   }
 
   const app = await buildApp(config, { channels, demoPage: config.DEMO_PAGE ?? emulator !== undefined })
+  for (const warning of channelWarnings(config)) app.log.warn(warning)
   if (emulator !== undefined) {
     app.log.warn({ emulator: emulator.origin }, 'no UPSTREAM_URL set: using the built-in Chat API emulator (operator routes at /operator/…)')
     const emu = emulator

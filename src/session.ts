@@ -9,7 +9,7 @@ import { checkFrame, isRequestType, jsonDepth, MAX_JSON_DEPTH, type HelloFrame, 
 import type { Requests } from './requests.js'
 import type { Metrics } from './metrics.js'
 import type { Sessions } from './sessions.js'
-import { FeedLimitError } from './hub.js'
+import { ChannelRefusedError, FeedLimitError } from './hub.js'
 
 export interface SessionDeps {
   auth: Authenticator
@@ -318,6 +318,12 @@ export class Session implements Subscriber {
     try {
       sub = await this.d.hub.subscribe(key, this, resume)
     } catch (err) {
+      if (err instanceof ChannelRefusedError) {
+        // Logged once for the channel, where the refusal was seen; not once per socket.
+        this.d.metrics?.hellos.inc({ channel: this.channel, result: 'channel_refused' })
+        this.close(CloseCode.UPSTREAM_REJECTED_CHANNEL)
+        return
+      }
       if (!(err instanceof FeedLimitError)) throw err
       this.log.warn('upstream poll limit reached; refusing the socket')
       this.d.metrics?.hellos.inc({ channel: this.channel, result: 'busy' })

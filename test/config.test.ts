@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ConfigError, loadConfig, parseChannels, ConfigSchema } from '../src/config.js'
+import { ConfigError, channelWarnings, loadConfig, parseChannels, ConfigSchema } from '../src/config.js'
 import { readFileSync } from 'node:fs'
 
 t.test('defaults', async (t) => {
@@ -40,4 +40,27 @@ t.test('cross-checks', async (t) => {
 t.test('the README documents every setting', async (t) => {
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
   for (const name of Object.keys(ConfigSchema.properties)) t.match(readme, `| \`${name}\``, `${name} is in the settings table`)
+})
+
+t.test('EMULATOR_PROFILE takes known profile names only', async (t) => {
+  t.equal(loadConfig({}).EMULATOR_PROFILE, undefined)
+  t.equal(loadConfig({ EMULATOR_PROFILE: 'no-hold, exclusive-ts' }).EMULATOR_PROFILE, 'no-hold, exclusive-ts')
+  t.throws(() => loadConfig({ EMULATOR_PROFILE: 'no-hold,sometimes-hold' }), {
+    name: 'ConfigError',
+    message: /^EMULATOR_PROFILE="no-hold,sometimes-hold" is not valid: .*"sometimes-hold".*no-hold, timeout-408/
+  })
+})
+
+t.test('a token with whitespace around it is trimmed and said so; one with whitespace inside, or a URL with a query, is refused', async (t) => {
+  const c = loadConfig({ UPSTREAM_URL: 'https://bot.jaicp.com/chatapi', CHATAPI_TOKEN: 'abc:0123\n' })
+  t.equal(parseChannels(c)[0]?.token, 'abc:0123', 'the newline of a secret file is gone')
+  const warnings = channelWarnings(c)
+  t.equal(warnings.length, 1)
+  t.notMatch(warnings[0], /abc/, 'the warning does not show the token')
+  t.same(channelWarnings(loadConfig({ UPSTREAM_URL: 'https://bot.jaicp.com/chatapi', CHATAPI_TOKEN: 'abc' })), [])
+  t.throws(() => loadConfig({ UPSTREAM_URL: 'https://bot.jaicp.com/chatapi', CHATAPI_TOKEN: 'ab c' }), { message: /CHATAPI_TOKEN contains whitespace/ })
+  t.throws(() => loadConfig({ UPSTREAM_URL: 'https://bot.jaicp.com/chatapi?x=1', CHATAPI_TOKEN: 't' }), { message: /UPSTREAM_URL must not have a query/ })
+  t.throws(() => loadConfig({ UPSTREAM_URL: 'https://bot.jaicp.com/chatapi#x', CHATAPI_TOKEN: 't' }), { message: /UPSTREAM_URL must not have a query or a fragment/ })
+  t.throws(() => loadConfig({ CHANNELS: '{"a":{"url":"https://x/chatapi?k=v","token":"t"}}' }), { message: /CHANNELS.a.url/ })
+  t.throws(() => loadConfig({ CHANNELS: '{"a":{"url":"https://x/chatapi","token":"  "}}' }), { message: /CHANNELS.a.token is empty/ })
 })

@@ -18,7 +18,8 @@ t.test('two sockets with one cid share one upstream poll; two cids make two', as
 
   const c = await h.client({ auth: ticket, cid: 'tab-2' })
   await until(() => h.emulator.activePolls(TOKEN, clientId, 'tab-2') === 1, 5000, 'the poll of tab-2')
-  t.equal(h.emulator.activePolls(TOKEN, clientId), 2, 'two cids, two polls')
+  // tab-1 may be between two polls (a re-read of its recent events): wait for both to be held.
+  await until(() => h.emulator.activePolls(TOKEN, clientId) === 2, 5000, 'two cids, two polls')
   t.equal(h.emulator.maxActivePolls(TOKEN, clientId, 'tab-2'), 1)
   t.ok(c)
 })
@@ -70,11 +71,11 @@ t.test('own requests and their answers appear once in each socket; the inclusive
     const cursors = c.events().map((f) => f.cursor)
     t.equal(new Set(cursors).size, cursors.length, 'every event has its own cursor')
   }
-  // An idle connection costs about one poll per hold time, not a tight loop.
+  // Right after a burst: a settle poll, the held poll, a re-read; never a tight loop.
   const before = h.emulator.requests.filter((r) => r.route === 'events').length
   await new Promise((resolve) => setTimeout(resolve, 300))
   const after = h.emulator.requests.filter((r) => r.route === 'events').length
-  t.ok(after - before <= 2, `idle polls in 300 ms: ${after - before}`)
+  t.ok(after - before <= 3, `polls in 300 ms: ${after - before}`)
 })
 
 t.test('the poll asks from upstream timestamps even when the upstream clock is hours off', async (t) => {

@@ -37,8 +37,9 @@ t.test('220 held polls share a few HTTP/2 connections; events and requests still
   const cs = await clients(h, 220)
   await until(() => heldPolls(h, cs) === 220, 20_000, '220 held polls')
   const { open, http2Sessions } = h.emulator.connections
-  // 220 polls at 100 streams each need 3 connections; one more may open while the first is still connecting.
-  t.ok(open <= 4, `${open} connections for 220 polls`)
+  // 220 polls at 100 streams each need 3 connections; one more may open while the first is still connecting,
+  // and the start-up check of the token keeps one of the calls' own.
+  t.ok(open <= 5, `${open} connections for 220 polls`)
   t.ok(http2Sessions >= 3 && http2Sessions <= open, `${http2Sessions} HTTP/2 sessions`)
 
   const picked = [cs[0], cs[77], cs[219]] as Welcomed[]
@@ -75,7 +76,8 @@ t.test('over HTTP/1.1 the poll connections are bounded; waiting polls take their
   h.emulator.agentReply(TOKEN, id, 'in turn')
   t.equal(text(await last.next((f) => f.type === 'event', 10_000)), 'in turn')
   await until(() => h.emulator.requests.filter((r) => r.route === 'events').length >= 24, 10_000, 'polls to cycle')
-  t.ok(most <= 3, `at most 3 connections at once: ${most}`)
+  // Three for the polls, and the calls' own (the start-up check of the token made it).
+  t.ok(most <= 4, `at most 3 poll connections at once: ${most - 1}`)
 })
 
 const streamFaults: Array<[string, Fault]> = [

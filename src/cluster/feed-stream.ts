@@ -1,5 +1,5 @@
 import type { CursorPosition } from '../cursor.js'
-import type { FeedEvent } from '../poller.js'
+import type { FeedEvent } from '../feed-events.js'
 import type { FeedKeys } from './keys.js'
 import { Script, type RedisClient } from './redis.js'
 
@@ -12,6 +12,9 @@ export interface StreamEntry extends FeedEvent {
 
 /** The greatest sequence part of a stream ID: `(<ms>-MAX_SEQ` reads from the next millisecond on. */
 export const MAX_SEQ = '18446744073709551615'
+
+/** Entries looked through from a cursor's time to find its event. */
+const FIND_SPAN = 500
 
 /** Takes the lease if nobody holds it; returns the token and the last event of the stream. */
 const ACQUIRE = new Script(`
@@ -155,10 +158,11 @@ export class FeedStreams {
 
   /** The entry of an event, with the events of the same millisecond up to it; undefined when the stream has no longer got it. */
   async find (k: FeedKeys, pos: CursorPosition): Promise<{ entry: StreamEntry, sameMs: StreamEntry[] } | undefined> {
-    const rows = await this.redis.xrange(k.stream, `${pos.ts}-0`, `${pos.ts}-${MAX_SEQ}`)
+    // An event stored late, with an earlier stamp, has an ID later than its time: look a little further on.
+    const rows = await this.redis.xrange(k.stream, `${pos.ts}-0`, '+', 'COUNT', FIND_SPAN)
     const entries = rows.map(([id, fields]) => entryOf(id, fields))
     const at = entries.findIndex((e) => e.ts === pos.ts && e.hash === pos.hash)
     if (at < 0) return undefined
-    return { entry: entries[at] as StreamEntry, sameMs: entries.slice(0, at + 1) }
+    return { entry: entries[at] as StreamEntry, sameMs: entries.slice(0, at + 1).filter((e) => e.ts === pos.ts) }
   }
 }

@@ -1,10 +1,11 @@
+import { readAfter } from '../catch-up.js'
 import type { CursorPosition } from '../cursor.js'
+import { EventWindow, positionOf as posOf, samePoll as same, type FeedEvent } from '../feed-events.js'
 import type { FeedSource, FeedSourceOptions } from '../local-hub.js'
 import type { PollGate } from '../poll-gate.js'
-import { Poller, type FeedEvent } from '../poller.js'
+import { Poller } from '../poller.js'
 import type { StreakLog } from '../streak-log.js'
 import type { ChatApi } from '../upstream/client.js'
-import { eventsBetween, eventsFromStart } from './catch-up.js'
 import { MAX_SEQ, type FeedStreams, type StreamEntry } from './feed-stream.js'
 import type { RedisHealth } from './health.js'
 import type { FeedKeys } from './keys.js'
@@ -49,20 +50,15 @@ interface Ownership {
 /** Entries read from Redis at once. */
 const BATCH = 200
 
-const same = (a: CursorPosition | undefined, b: CursorPosition | undefined): boolean =>
-  a === b || (a !== undefined && b !== undefined && a.ts === b.ts && a.hash === b.hash)
-
-const posOf = (e: FeedEvent): CursorPosition => ({ ts: e.ts, hash: e.hash })
-
 /**
  * A feed's events as this instance sees them in a cluster. Every instance
  * with sockets for the feed reads the feed's Redis Stream; the one that holds
  * the feed's lease also polls the upstream and appends what it gets.
  *
  * Each stream entry names the event before it, so a reader knows whether an
- * entry follows what it handed over last. An entry at or before that point
- * (by upstream time, and by hash within one millisecond) was handed over
- * already and is skipped; an entry further on that does not follow is a gap
+ * entry follows what it handed over last. An entry that does not follow but
+ * was handed over lately (the reader keeps their hashes, as a poller does)
+ * is skipped; any other entry that does not follow is a gap
  * (an owner that started from another point, a stream trimmed past a slow
  * reader, Redis that lost its data), which is filled from the upstream or,
  * failing that, makes the feed's sockets resume.
@@ -73,12 +69,12 @@ export class StreamSource implements FeedSource {
   private readonly c: StreamSourceContext
   /** The ID of the last stream entry read. */
   private lastId = '0-0'
-  /** The last event handed over, and the hashes handed over in its millisecond. */
+  /** The last event handed over, and the events handed over lately. */
   private at: CursorPosition | undefined
-  private boundary = new Set<string>()
+  private seen = new EventWindow()
   private startPending: boolean
-  /** The socket resumes from before the connection's first event: everything is new to it. */
-  private readonly fromStart: boolean
+  /** The feed begins at a time, not after an event: every event stamped from then on is new to it. */
+  private readonly fromTime: number | undefined
   private paused = false
   private reading = false
   private again = false
@@ -100,10 +96,10 @@ export class StreamSource implements FeedSource {
     this.o = o
     this.c = c
     this.keys = keys
-    this.at = o.start
-    if (o.start !== undefined) this.boundary.add(o.start.hash)
-    this.startPending = o.start !== undefined
-    this.fromStart = o.start === undefined && o.fromStart === true
+    this.fromTime = o.start.hash === '' ? o.start.ts : undefined
+    this.at = this.fromTime === undefined ? o.start : undefined
+    if (this.at !== undefined) this.seen.add(this.at as FeedEvent)
+    this.startPending = this.fromTime === undefined
     this.ready = new Promise((resolve) => { this.started = resolve })
   }
 
@@ -170,29 +166,22 @@ export class StreamSource implements FeedSource {
       this.initializing = false
     }
     await this.tryAcquire()
+    // Another instance holds the lease: its poll is the one upstream, and it is under way.
+    if (this.owner === undefined) this.o.onListening()
     await this.read()
   }
 
-  /** Where reading begins: after the resume cursor's event, or after the newest event. */
+  /** Where reading begins: after the resume cursor's event, or at the feed's starting time. */
   private async findStart (): Promise<void> {
     const start = this.o.start
-    if (this.fromStart) {
-      await this.findFromStart()
-      return
-    }
-    if (start === undefined) {
-      const last = await this.c.streams.last(this.keys)
-      if (last !== undefined) {
-        this.lastId = last.id
-        this.at = posOf(last)
-        this.boundary = new Set([last.hash])
-      }
+    if (this.fromTime !== undefined) {
+      await this.findFromTime(this.fromTime)
       return
     }
     const found = await this.c.streams.find(this.keys, start)
     if (found !== undefined) {
       this.lastId = found.entry.id
-      this.boundary = new Set(found.sameMs.map((e) => e.hash))
+      for (const e of found.sameMs) this.seen.add(e)
       this.settleStart({ resumed: true })
       return
     }
@@ -200,10 +189,10 @@ export class StreamSource implements FeedSource {
     this.lastId = '0-0'
     if (await this.c.streams.last(this.keys) !== undefined) return
     // Nothing in Redis at all: ask the upstream what came after the cursor, as a bridge on its own would.
-    const read = await eventsBetween(this.c.api, this.o.key, start, undefined)
+    const read = await readAfter(this.c.api, this.o.key, start)
     if (typeof read === 'string') {
       this.at = undefined
-      this.boundary = new Set()
+      this.seen = new EventWindow()
       this.settleStart({ resumed: false, gap: read })
       return
     }
@@ -212,20 +201,22 @@ export class StreamSource implements FeedSource {
   }
 
   /**
-   * Reading from the connection's start: the upstream from its start up to
-   * the stream's first event (the stream may begin later: an owner that
-   * started from the upstream's own cursor, a trimmed or expired stream),
-   * then the stream after it. If the upstream cannot say, the whole stream.
+   * Reading from a time: the stream's entries from that time on (stream IDs
+   * take an event's upstream millisecond, or a later one). A stream that
+   * begins later (an owner that started later, a trimmed or expired stream)
+   * is preceded by what the upstream has from that time to its first entry.
    */
-  private async findFromStart (): Promise<void> {
-    const [row] = await this.c.streams.first(this.keys)
-    const read = await eventsFromStart(this.c.api, this.o.key, row === undefined ? undefined : posOf(row))
+  private async findFromTime (ts: number): Promise<void> {
+    const [first] = await this.c.streams.first(this.keys)
+    this.lastId = ts <= 0 ? '0-0' : `${ts - 1}-${MAX_SEQ}`
+    if (first === undefined || first.ts <= ts) return
+    const read = await readAfter(this.c.api, this.o.key, { ts, hash: '' }, { before: posOf(first) })
     if (typeof read === 'string') {
-      this.o.log.warn({ reason: read }, 'a resume from the connection\'s start could not read its first events')
+      this.o.log.warn({ reason: read }, 'a resume from before the connection\'s first event could not read its first events')
       return
     }
     this.accept(read)
-    if (row !== undefined) this.lastId = row.id
+    this.lastId = '0-0'
   }
 
   private settleStart (outcome: { resumed: boolean, gap?: string }): void {
@@ -268,10 +259,10 @@ export class StreamSource implements FeedSource {
         out.push(e)
         this.advance(e)
         this.settleStart({ resumed: true })
-      } else if (e.ts > at.ts || (e.ts === at.ts && !this.boundary.has(e.hash))) {
+      } else if (e.ts >= at.ts && !this.seen.has(e.hash)) {
         this.emit(out)
         out = []
-        const read = await eventsBetween(this.c.api, this.o.key, at, e)
+        const read = await readAfter(this.c.api, this.o.key, at, { through: posOf(e) })
         if (this.stopped) return false
         if (typeof read !== 'string') {
           this.accept(read)
@@ -293,9 +284,9 @@ export class StreamSource implements FeedSource {
   }
 
   private advance (e: FeedEvent): void {
-    if (this.at === undefined || e.ts !== this.at.ts) this.boundary = new Set()
     this.at = posOf(e)
-    this.boundary.add(e.hash)
+    this.seen.add(e)
+    this.seen.prune(this.c.api.traits.keepMs)
   }
 
   /** Hands over events that the position has already moved past. */
@@ -320,7 +311,7 @@ export class StreamSource implements FeedSource {
         this.c.release(this.keys, got.token)
         return
       }
-      this.own(got.token, got.last === undefined ? this.at : posOf(got.last), got.last === undefined && this.at === undefined && this.fromStart)
+      this.own(got.token, got.last === undefined ? this.at ?? this.o.start : posOf(got.last))
     } catch (err) {
       this.c.health.failed(err)
     } finally {
@@ -360,17 +351,18 @@ export class StreamSource implements FeedSource {
     }
   }
 
-  /** Polls for the cluster from `start`, or from the connection's start (`fromStart`), or from the upstream's own cursor. */
-  private own (token: string, start: CursorPosition | undefined, fromStart = false): void {
-    const own: Ownership = { token, chain: start, held: [], handed: 0, flushing: false, poller: undefined as unknown as Poller }
-    const ctx = { upstream: this.c.api, backoffBaseMs: this.c.backoffBaseMs, backoffMaxMs: this.c.backoffMaxMs, gate: this.c.gate, streak: this.c.streak }
+  /** Polls for the cluster from `start`: after the stream's last event, or from a time. */
+  private own (token: string, start: CursorPosition): void {
+    const own: Ownership = { token, chain: start.hash === '' ? undefined : start, held: [], handed: 0, flushing: false, poller: undefined as unknown as Poller }
+    const ctx = { upstream: this.c.api, traits: this.c.api.traits, backoffBaseMs: this.c.backoffBaseMs, backoffMaxMs: this.c.backoffMaxMs, gate: this.c.gate, streak: this.c.streak }
     own.poller = new Poller(ctx, this.o.key, {
       onEvents: (events) => { this.polled(own, events) },
       onFatal: () => { this.fatal() },
+      onListening: () => { this.o.onListening() },
       // The stream's last event is no longer upstream: what comes next does not follow it.
       onStart: (outcome) => { if (!outcome.resumed) own.chain = undefined },
       log: this.o.log
-    }, start, fromStart)
+    }, start)
     this.owner = own
     this.c.onOwner(true)
     own.poller.start()

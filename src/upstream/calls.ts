@@ -63,19 +63,33 @@ export function eventsCall (q: EventsQuery): UpstreamCall {
   return { name: 'events', method: 'GET', path }
 }
 
-/** Upstream timestamps are ISO-8601 with milliseconds and usually no zone; no zone means UTC. */
+/**
+ * Upstream timestamps are ISO-8601, with or without milliseconds, usually
+ * with no zone; no zone means UTC (`Date.parse` alone would read it as local
+ * time). An epoch number is taken too: milliseconds, or seconds when it is
+ * too small to be milliseconds of this century.
+ */
 export function parseUpstreamTime (value: unknown): number | undefined {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value) || value <= 0) return undefined
+    return Math.floor(value < 1e11 ? value * 1000 : value)
+  }
   if (typeof value !== 'string' || value.length < 10 || value.length > 40) return undefined
-  const zoned = /(Z|[+-]\d\d:?\d\d)$/.test(value)
+  const zoned = /(Z|[+-]\d\d:?\d\d)$/i.test(value)
   const ms = Date.parse(zoned ? value : value + 'Z')
   return Number.isFinite(ms) ? ms : undefined
 }
 
-/** The upstream time of one element of `{ events: [...] }`: `event.timestamp`, or a top-level `timestamp`. */
+/**
+ * The upstream time of one element of `{ events: [...] }`: `event.timestamp`,
+ * else the element's own `timestamp` (some servers put it there and leave a
+ * null inside); undefined when neither can be read.
+ */
 export function eventTime (element: Record<string, unknown>): number | undefined {
   const inner = element.event
-  if (typeof inner === 'object' && inner !== null && 'timestamp' in inner) {
-    return parseUpstreamTime((inner as Record<string, unknown>).timestamp)
+  if (typeof inner === 'object' && inner !== null) {
+    const t = parseUpstreamTime((inner as Record<string, unknown>).timestamp)
+    if (t !== undefined) return t
   }
   return parseUpstreamTime(element.timestamp)
 }

@@ -3,6 +3,7 @@ import { BridgeError, ErrorCode } from '../errors.js'
 import type { Channel } from '../config.js'
 import { maskToken, parseUpstreamJson } from './json.js'
 import { eventsCall, eventsOf, type EventsQuery, type UpstreamCall } from './calls.js'
+import { ChannelTraits } from './traits.js'
 
 /** Largest upstream body read; a larger one is a bad response, not a memory problem. */
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024
@@ -31,6 +32,8 @@ export interface ChatApiOptions {
   dispatcher?: Dispatcher
   /** Told of every finished call: its name, its outcome (HTTP status or error code) and its duration. */
   observe?: (call: string, outcome: string, seconds: number) => void
+  /** What is learned of this upstream; a quiet one of its own by default. */
+  traits?: ChannelTraits
 }
 
 /** Which connection's events a long poll asks for (a FeedKey fits). */
@@ -38,6 +41,8 @@ export interface PollQuery { clientId: string, cid: string, all: boolean }
 
 /** Told how one long poll ended: exactly one of the two, once, unless it was cancelled. */
 export interface PollSink {
+  /** The request has been written to the upstream's connection (not told by every upstream). */
+  pollSent?: () => void
   /** The answer's elements, channel token removed. */
   pollAnswered: (elements: Array<Record<string, unknown>>) => void
   pollFailed: (err: BridgeError) => void
@@ -62,9 +67,10 @@ const EVENTS_CALL: UpstreamCall = { name: 'events', method: 'GET', path: '/event
  */
 export class ChatApi implements PollUpstream {
   readonly channel: Channel
+  readonly traits: ChannelTraits
   private readonly base: string
-  /** The origin and the path prefix of every call, for undici's dispatch. */
-  private readonly origin: string
+  /** The origin (no token in it) and the path prefix of every call, for undici's dispatch. */
+  readonly origin: string
   private readonly basePath: string
   /** Long polls: multiplexed over HTTP/2 where the upstream speaks it. */
   private readonly polls: Dispatcher
@@ -75,7 +81,8 @@ export class ChatApi implements PollUpstream {
 
   constructor (channel: Channel, opts: ChatApiOptions) {
     this.channel = channel
-    this.base = channel.url.replace(/\/+$/, '') + '/' + channel.token
+    this.traits = opts.traits ?? new ChannelTraits()
+    this.base = channel.url.replace(/\/+$/, '') + '/' + tokenPath(channel.token)
     this.opts = opts
     this.ownsDispatcher = opts.dispatcher === undefined
     const pools = opts.pools ?? DEFAULT_POOLS
@@ -121,9 +128,13 @@ export class ChatApi implements PollUpstream {
    * the BridgeError of its status or of a body that is not JSON. Observed.
    */
   answerOf (call: UpstreamCall, status: number, text: string, retryAfter: string | undefined, started: number): unknown {
-    this.opts.observe?.(call.name, String(status), (performance.now() - started) / 1000)
+    const ms = performance.now() - started
+    this.opts.observe?.(call.name, String(status), ms / 1000)
+    this.traits.roundTrip(ms)
+    // A long poll that expires may be answered 408 rather than an empty 200: it is the same answer.
+    if (status === 408 && call.name === 'events') return { events: [] }
     const body = this.parse(text)
-    if (status < 200 || status >= 300) return this.statusError(call, status, body, retryAfter)
+    if (status < 200 || status >= 300) return this.statusError(call, status, body, retryAfter, text)
     if (body === undefined) return new BridgeError(ErrorCode.UPSTREAM_BAD_RESPONSE, `upstream ${call.name} answered ${status} with a body that is not JSON`, { call: call.name, status })
     return body
   }
@@ -169,9 +180,19 @@ export class ChatApi implements PollUpstream {
     return parseUpstreamJson(text, this.channel.token)
   }
 
-  private statusError (call: UpstreamCall, status: number, body: unknown, retryAfter: string | string[] | undefined): BridgeError {
+  /** The upstream's Date header of an answer: its clock, for where new connections start. */
+  dated (header: string | undefined): void {
+    this.traits.date(header, Date.now())
+  }
+
+  private statusError (call: UpstreamCall, status: number, body: unknown, retryAfter: string | string[] | undefined, text: string): BridgeError {
     const details: Record<string, unknown> = { call: call.name, status }
     let message = `upstream ${call.name} answered ${status}`
+    // The platform's answer to a token it does not know, on every method: the channel is refused.
+    // The text names the token, so it is recognised here and never passed on.
+    if (status === 404 && /config not found/i.test(text.slice(0, 2000))) {
+      return new BridgeError(ErrorCode.UPSTREAM_REJECTED, `${message}: the channel token is not known upstream`, { ...details, channelRejected: true })
+    }
     if (typeof body === 'object' && body !== null) {
       const b = body as Record<string, unknown>
       if (typeof b.error === 'string') details.upstreamError = b.error.slice(0, 200)
@@ -217,6 +238,7 @@ abstract class BodyReader implements Dispatcher.DispatchHandler {
   private abortFn: ((err: Error) => void) | undefined
   private status = 0
   private retryAfter: string | undefined
+  protected date: string | undefined
   private chunks: Buffer[] | undefined
   private size = 0
   private settled = false
@@ -235,9 +257,11 @@ abstract class BodyReader implements Dispatcher.DispatchHandler {
 
   onHeaders (status: number, rawHeaders: Buffer[] | string[] | null): boolean {
     this.status = status
-    if (status >= 300 && rawHeaders !== null) {
+    if (rawHeaders !== null) {
       for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-        if (String(rawHeaders[i]).toLowerCase() === 'retry-after') this.retryAfter = String(rawHeaders[i + 1])
+        const name = String(rawHeaders[i]).toLowerCase()
+        if (name === 'date') this.date = String(rawHeaders[i + 1])
+        else if (name === 'retry-after' && status >= 300) this.retryAfter = String(rawHeaders[i + 1])
       }
     }
     return true
@@ -286,7 +310,12 @@ class EventsCall extends BodyReader implements PollCall {
     this.sink = sink
   }
 
+  onRequestSent (): void {
+    this.sink.pollSent?.()
+  }
+
   protected answered (status: number, text: string, retryAfter: string | undefined): void {
+    this.api.dated(this.date)
     const body = this.api.answerOf(EVENTS_CALL, status, text, retryAfter, this.started)
     const events = body instanceof BridgeError ? body : eventsOrError(body)
     if (events instanceof BridgeError) this.sink.pollFailed(events)
@@ -314,6 +343,7 @@ class OneCall extends BodyReader {
   }
 
   protected answered (status: number, text: string, retryAfter: string | undefined): void {
+    this.api.dated(this.date)
     const body = this.api.answerOf(this.call, status, text, retryAfter, this.started)
     if (body instanceof BridgeError) this.reject(body)
     else this.resolve(body)
@@ -370,9 +400,25 @@ export function parseRetryAfter (value: string | string[] | undefined, now = Dat
   return Number.isFinite(at) ? Math.max(0, at - now) : undefined
 }
 
-/** True for the failures that mean the channel token itself is refused. */
+/**
+ * True for the failures that mean the channel token itself is refused: the
+ * platform's "config not found" on any call, or a 401 or 403 on the channel's
+ * own /events polls. A 401 or 403 on one client's request is that request's
+ * failure alone (an upstream rule may refuse one message), never a reason to
+ * close every socket of the channel.
+ */
 export function isChannelRejected (err: unknown): boolean {
   if (!(err instanceof BridgeError) || err.code !== ErrorCode.UPSTREAM_REJECTED) return false
+  if (err.details?.channelRejected === true) return true
   const status = err.details?.status
-  return status === 401 || status === 403
+  return (status === 401 || status === 403) && err.details?.call === 'events'
+}
+
+/**
+ * The token as a path segment: characters that would end the segment or the
+ * path are escaped; the rest, `:` included, goes as it is, as the platform's
+ * own clients send it.
+ */
+export function tokenPath (token: string): string {
+  return token.replace(/[/?#%\s]/g, (c) => encodeURIComponent(c))
 }

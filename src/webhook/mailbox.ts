@@ -1,4 +1,4 @@
-import type { FeedEvent } from '../poller.js'
+import type { FeedEvent } from '../feed-events.js'
 
 /** One webhook object kept for a client: its place in the mailbox and its frame body. */
 export interface MailboxEntry extends FeedEvent {
