@@ -54,6 +54,8 @@ export interface FeedSourceOptions {
    * (a new connection, or a resume from before its first event).
    */
   start: CursorPosition
+  /** Events the client's other connections had before this one began, stamped at or after its start. */
+  before?: CursorPosition[]
   log: PollLog
   /** The upstream knows the connection now (its first poll reached it): events from here on will come. */
   onListening: () => void
@@ -98,6 +100,7 @@ class Feed implements FeedSourceOptions, PollerSink, PollLog {
   private readonly hub: LocalHub
   /** Where the source starts (see FeedSourceOptions.start). */
   readonly start: CursorPosition
+  before: CursorPosition[] | undefined
   source!: FeedSource
   subs = new Map<Subscriber, SubState>()
   /** The most recent events, oldest first: resumes and slow sockets are served from here. */
@@ -285,11 +288,27 @@ export class LocalHub implements Hub {
     // Before the upstream has answered anything its clock is not known: the connection's start (ts 0) is
     // the one time it surely knows, and its `cid` scopes what that brings.
     const feed = new Feed(this, id, key, resume, this.o.webhooks?.mailbox.mark() ?? 0, api.traits.upstreamNow() ?? 0)
+    // From a millisecond early: while the upstream's bound is not known, "from S" is asked as S - 1.
+    if (feed.start.hash === '') feed.before = this.deliveredSince(key, feed.start.ts - 1)
     feed.source = this.source(feed)
     this.feeds.set(id, feed)
     this.o.webhooks?.mailbox.watch?.(key.channel, key.clientId)
     feed.source.start()
     return feed
+  }
+
+  /**
+   * The events the client's other feeds delivered already, stamped from `ts`
+   * on: a new connection starting at `ts` began after them (its start is a
+   * time, and can share their millisecond), so they are not its events.
+   */
+  private deliveredSince (key: FeedKey, ts: number): CursorPosition[] | undefined {
+    let out: CursorPosition[] | undefined
+    for (const f of this.feeds.values()) {
+      if (f.key.clientId !== key.clientId || f.key.channel !== key.channel) continue
+      for (const e of f.recent) if (e.kind === 'poll' && e.pos.poll !== undefined && e.pos.poll.ts >= ts) (out ??= []).push(e.pos.poll)
+    }
+    return out
   }
 
   /** A child of the hub's logger (a feed's, made when it first logs). */
@@ -298,7 +317,7 @@ export class LocalHub implements Hub {
   }
 
   private pollerFor (s: FeedSourceOptions): Poller {
-    return new Poller(this.pollingOf(s.key.channel), s.key, s, s.start)
+    return new Poller(this.pollingOf(s.key.channel), s.key, s, s.start, s.before)
   }
 
   /** What every poller of a channel shares, its failure streak too: an outage is one story, however many pollers see it. */

@@ -140,11 +140,17 @@ export class Poller implements PollSink, GateWaiter {
    * that delivered event (a resume); with an empty hash, everything stamped
    * from that time on (a new connection).
    */
-  constructor (ctx: PollerContext, query: PollQuery, sink: PollerSink, start: CursorPosition) {
+  /**
+   * `before`: events that came before the start although stamped at or
+   * after it (the client's other connections had them before this one was
+   * welcomed, in the same millisecond): they are not this connection's.
+   */
+  constructor (ctx: PollerContext, query: PollQuery, sink: PollerSink, start: CursorPosition, before: CursorPosition[] = []) {
     this.ctx = ctx
     this.query = query
     this.sink = sink
     this.top = start.ts
+    for (const e of before) this.seen.add(e as PolledEvent)
     if (start.hash !== '') {
       // The first poll asks from the event's own time, to find it and what followed it there.
       this.resumeHash = start.hash
@@ -292,6 +298,12 @@ export class Poller implements PollSink, GateWaiter {
     if (this.phase !== Phase.Polling) return
     this.call = undefined
     clearTimeout(this.timer)
+    if (this.arrival !== undefined) {
+      // Failed before it could count as arrived: the upstream may never have seen it (a proxy's 503).
+      clearTimeout(this.arrival)
+      this.arrival = undefined
+      this.listening = false
+    }
     if (isChannelRejected(err)) {
       this.phase = Phase.Stopped
       this.timer = undefined

@@ -99,6 +99,7 @@ export class StreamSource implements FeedSource {
     this.fromTime = o.start.hash === '' ? o.start.ts : undefined
     this.at = this.fromTime === undefined ? o.start : undefined
     if (this.at !== undefined) this.seen.add(this.at as FeedEvent)
+    for (const e of o.before ?? []) this.seen.add(e as FeedEvent)
     this.startPending = this.fromTime === undefined
     this.ready = new Promise((resolve) => { this.started = resolve })
   }
@@ -255,6 +256,11 @@ export class StreamSource implements FeedSource {
     let out: FeedEvent[] = []
     for (const e of entries) {
       const at = this.at
+      if (this.seen.has(e.hash)) {
+        // Handed over already (or the client's other connections had it before this one began).
+        this.lastId = e.id
+        continue
+      }
       if (at === undefined || same(e.prev, at)) {
         out.push(e)
         this.advance(e)
@@ -362,7 +368,7 @@ export class StreamSource implements FeedSource {
       // The stream's last event is no longer upstream: what comes next does not follow it.
       onStart: (outcome) => { if (!outcome.resumed) own.chain = undefined },
       log: this.o.log
-    }, start)
+    }, start, start.hash === '' ? this.o.before : undefined)
     this.owner = own
     this.c.onOwner(true)
     own.poller.start()

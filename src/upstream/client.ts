@@ -98,8 +98,8 @@ export class ChatApi implements PollUpstream {
   /** One request/response call; rejects with a BridgeError. */
   async call (call: UpstreamCall): Promise<unknown> {
     const body = await this.exchange(call, this.calls, this.opts.requestTimeoutMs)
-    // Every Chat API answer is an object; anything else is a proxy or a broken upstream talking.
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    // Every Chat API answer is an object (a history may be a bare list); anything else is a proxy or a broken upstream talking.
+    if (typeof body !== 'object' || body === null || (Array.isArray(body) && call.name !== 'history')) {
       throw new BridgeError(ErrorCode.UPSTREAM_BAD_RESPONSE, `upstream ${call.name} answered with JSON that is not an object`, { call: call.name })
     }
     return body
