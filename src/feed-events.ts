@@ -57,17 +57,15 @@ const MAX_KEPT = 1024
  * events without a time of their own are kept apart, the most recent few.
  */
 export class EventWindow {
-  private timed = new Map<string, number>()
+  /** Made on the first event: most idle connections never get one, and there are thousands of them. */
+  private timed: Map<string, number> | undefined
   private untimed: Set<string> | undefined
   /** The newest upstream time delivered; undefined before the first event. */
   newest: number | undefined
 
   has (hash: string): boolean {
-    return this.timed.has(hash) || this.untimed?.has(hash) === true
+    return this.timed?.has(hash) === true || this.untimed?.has(hash) === true
   }
-
-  /** The time of a kept event, if it had one. */
-  timeOf (hash: string): number | undefined { return this.timed.get(hash) }
 
   add (ev: PolledEvent): void {
     if (ev.untimed === true) {
@@ -76,21 +74,22 @@ export class EventWindow {
       if (set.size > UNTIMED_KEPT) set.delete(set.values().next().value as string)
       return
     }
-    this.timed.set(ev.hash, ev.ts)
+    ;(this.timed ??= new Map()).set(ev.hash, ev.ts)
     if (this.newest === undefined || ev.ts > this.newest) this.newest = ev.ts
   }
 
   /** Whether some kept event is stamped exactly `ts`. */
   hasAt (ts: number): boolean {
-    for (const t of this.timed.values()) if (t === ts) return true
+    if (this.timed !== undefined) for (const t of this.timed.values()) if (t === ts) return true
     return false
   }
 
   /** Forgets timed events older than `keepMs` before the newest (and the oldest past the cap). */
   prune (keepMs: number): void {
-    if (this.newest === undefined) return
+    const timed = this.timed
+    if (this.newest === undefined || timed === undefined) return
     const floor = this.newest - keepMs
-    for (const [hash, t] of this.timed) if (t < floor) this.timed.delete(hash)
-    while (this.timed.size > MAX_KEPT) this.timed.delete(this.timed.keys().next().value as string)
+    for (const [hash, t] of timed) if (t < floor) timed.delete(hash)
+    while (timed.size > MAX_KEPT) timed.delete(timed.keys().next().value as string)
   }
 }
