@@ -60,6 +60,9 @@ const CREDITS = 3
 /** An answer that took this long was held: a long poll's hold is not a loop, even a short one. */
 const QUICK_MS = 400
 
+/** The least gap between the Date header and event stamps taken for another zone (zones are quarter hours apart). */
+const ZONE_GAP_MS = 10 * 60_000
+
 /** Where a poller is: which of its callbacks or timers it waits for. */
 const enum Phase { New, Gate, Waiting, Paused, Polling, Stopped }
 
@@ -318,15 +321,16 @@ export class Poller implements PollSink, GateWaiter {
 
   /**
    * The start came from the Date header, and the upstream's stamps are now
-   * known: should they run behind it (a zone-less local time, another
-   * clock), the start moves back to what the stamps say, so that nothing is
-   * missed. It never moves forward.
+   * known: should they run a zone behind it (a zone-less local time), the
+   * start moves back to what the stamps say, so that nothing is missed. It
+   * never moves forward.
    */
   private correctStart (): void {
     const at = this.ctx.traits.stampTimeAt(this.provisional as number)
     if (at === undefined) return
     this.provisional = undefined
-    if (at < this.top) this.top = at
+    // Only a zone's worth: old events that a server sent again look "behind" too, and must not pull the start back.
+    if (this.top - at >= ZONE_GAP_MS) this.top = at
   }
 
   /** How long until a credit is free for the next poll. */
@@ -345,16 +349,26 @@ export class Poller implements PollSink, GateWaiter {
     const times: number[] = []
     for (const e of events) if (e.untimed !== true) times.push(e.ts)
     traits.stamps(times, now)
+    if (this.provisional !== undefined && !this.atEvent) this.correctStart()
     if (this.resumeHash !== undefined) this.skipToResumePoint(events)
+    // Older than anything this connection can be owed: before its start, or before what it remembers.
+    const oldest = this.atEvent ? this.top - traits.keepMs : this.top - 1 - traits.lateStampMs
 
     const known: number[] = []
     const fresh: PolledEvent[] = []
     let late = 0
     // Every event stamped up to `top` had been seen when top's step settled: one new there now was stored late.
     const proven = this.settled && this.atEvent ? this.top : undefined
+    let stale = 0
     for (const ev of events) {
       if (this.seen.has(ev.hash)) {
         if (ev.untimed !== true) known.push(ev.ts)
+        continue
+      }
+      if (ev.untimed !== true && ev.ts < oldest) {
+        // Remembered, so that it is known for old again while it is within the window.
+        this.seen.add(ev)
+        stale++
         continue
       }
       this.seen.add(ev)
@@ -365,6 +379,7 @@ export class Poller implements PollSink, GateWaiter {
       if (!this.atEvent || ev.ts > this.top) this.top = ev.ts
       this.atEvent = true
     }
+    if (stale > 0) traits.quirk('stale_answer', { events: stale })
     traits.bound(this.askedTs, known, this.ask === Ask.Listen && this.seen.hasAt(this.askedTs))
     if (late > 0) traits.late(late)
 

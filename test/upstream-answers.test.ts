@@ -149,3 +149,30 @@ t.test('a misbehaving upstream is reported once per channel in the log, and coun
     t.equal(new Set(events).size, events.length, 'nothing twice')
   }
 })
+
+t.test('a server that ignores ts and returns everything at once: only what came after the welcome, once, about a poll a second', async (t) => {
+  const log: Array<Record<string, unknown>> = []
+  const stamp = (ms: number): string => new Date(ms).toISOString().slice(0, -1)
+  for (let i = 0; i < 3; i++) log.push({ type: 'agentResponse', event: { text: `old ${i}`, timestamp: stamp(Date.now() - 10_000 + i) } })
+  let polls = 0
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    res.setHeader('content-type', 'application/json')
+    if ((req.url ?? '').includes('/events')) {
+      polls++
+      res.end(JSON.stringify({ events: log }))
+      return
+    }
+    res.end('{"count":0}')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const b = await bridgeOn(t, `http://127.0.0.1:${(server.address() as AddressInfo).port}/chatapi`, TOKEN)
+  const c = await b.open()
+  await c.hello()
+  log.push({ type: 'agentResponse', event: { text: 'new', timestamp: stamp(Date.now() + 5) } })
+  await c.next((f) => f.type === 'event', 8000)
+  const before = polls
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  t.ok(polls - before <= 6, `${polls - before} polls in 3 s`)
+  t.same(c.events().map((f) => (f.event as { event: { text: string } }).event.text), ['new'], 'nothing from before the welcome, nothing twice')
+})

@@ -29,6 +29,13 @@ const HELD_MS = 1000
 const REFUSED_MS = 60_000
 /** Rechecks that found nothing late, channel-wide, before the bridge stops making them after every burst. */
 const CLEAN_RECHECKS = 20
+/**
+ * How far back from the newest delivered event the bridge remembers what it
+ * delivered; an event stamped earlier than that, new to the window, is taken
+ * for an old one that a server returned again (one that ignores `ts`), not
+ * for a new one.
+ */
+const KEEP_MS = 30_000
 /** When a recent answer is read again to find events stored later with an earlier stamp. */
 const DEFAULT_RECHECK_MS = 1500
 
@@ -90,7 +97,7 @@ export class ChannelTraits {
 
   /** How far back from the newest event the hashes of delivered events are kept. */
   get keepMs (): number {
-    return Math.max(this.precisionMs, 2000, this.lateMs * 2 + this.precisionMs)
+    return Math.max(KEEP_MS, this.lateMs * 2 + this.precisionMs)
   }
 
   /** Timestamps of one answer: their precision, and how far the upstream's clock is ahead of ours. */
