@@ -70,6 +70,10 @@ async function main (): Promise<void> {
     emulator.setWebhookUrl(`http://${host.includes(':') ? `[${host}]` : host}:${port}/v1/webhook/default/${config.WEBHOOK_SECRET}`)
   }
   app.log.info({ port }, `chatapi-bridge ready: ws://${config.HOST}:${port}/v1/ws`)
+  if (config.DEMO_PAGE ?? emulator !== undefined) {
+    const shown = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST
+    app.log.info(`demo chat page: http://${shown.includes(':') ? `[${shown}]` : shown}:${port}/ (or a terminal chat: npm run chat)`)
+  }
 }
 
 main().catch((err: unknown) => {
