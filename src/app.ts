@@ -13,6 +13,7 @@ import { redisSettings } from './cluster/redis.js'
 import { Requests } from './requests.js'
 import { ChatApi } from './upstream/client.js'
 import { checkChannel } from './upstream/check.js'
+import { within } from './deadline.js'
 import { ChannelTraits } from './upstream/traits.js'
 import { SUBPROTOCOL } from './protocol.js'
 import { wsRoutes } from './routes/ws.js'
@@ -204,10 +205,8 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   })
   // One cheap call per channel tells the operator whether its token works, and the bridge the upstream's clock.
   app.addHook('onReady', async () => {
-    const checks = Promise.all([...apis.values()].map(async (api) => await checkChannel(api, upstreamLog.child({ channel: api.channel.name }))))
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([checks, new Promise((resolve) => { timer = setTimeout(resolve, 2000) })])
-    clearTimeout(timer)
+    const checks = Promise.all([...apis.values()].map(async (api) => { await checkChannel(api, upstreamLog.child({ channel: api.channel.name })) }))
+    await within(checks.then(() => {}), 2000, undefined)
   })
   app.addHook('onReady', async () => { app.bridge.ready = true })
   if (cluster !== undefined) {

@@ -37,7 +37,7 @@ export async function readAfter (api: ChatApi, key: FeedKey, from: CursorPositio
   let ts = from.hash === '' ? from.ts : Math.max(0, from.ts - traits.lateStampMs)
   try {
     for (let page = 0; page < PAGES; page++) {
-      const { events } = parseAnswer(await api.events({ clientId: key.clientId, cid: key.cid, all: key.all, ts: traits.tsFor(ts) }), ts)
+      const events = parseAnswer(await api.events({ clientId: key.clientId, cid: key.cid, all: key.all, ts: traits.tsFor(ts) }), ts)
       let newest = ts
       let fresh = 0
       for (const ev of events) {

@@ -10,34 +10,24 @@ export const UPSTREAM_PAGE = 250
 /** An event as read from an answer: `untimed` when its time was not its own. */
 export interface PolledEvent extends FeedEvent { untimed?: true }
 
-/** One answer's events, in the upstream's order. */
-export interface ParsedAnswer {
-  events: PolledEvent[]
-  /** How many elements had no usable timestamp (they were given `fallbackTs`). */
-  untimed: number
-}
-
 /**
  * The events of one /events answer, serialised once, in time order (a
  * reordered answer is put back in order, stable for equal times). An element
  * whose time cannot be read is still an event: it gets `fallbackTs` (where
  * the poll stood) and is known by its content alone.
  */
-export function parseAnswer (elements: Array<Record<string, unknown>>, fallbackTs: number): ParsedAnswer {
+export function parseAnswer (elements: Array<Record<string, unknown>>, fallbackTs: number): PolledEvent[] {
   const events: PolledEvent[] = []
-  let untimed = 0
   for (const element of elements) {
     const ts = eventTime(element)
     const json = JSON.stringify(element)
     if (ts !== undefined) {
       events.push({ ts, hash: eventHash(json), json })
     } else {
-      untimed++
       events.push({ ts: fallbackTs, hash: eventHash(json), json, untimed: true })
     }
   }
-  events.sort((a, b) => a.ts - b.ts)
-  return { events, untimed }
+  return events.sort((a, b) => a.ts - b.ts)
 }
 
 export const positionOf = (e: CursorPosition): CursorPosition => ({ ts: e.ts, hash: e.hash })

@@ -1,5 +1,6 @@
 import { samePosition, type CursorCodec, type CursorPosition, type StreamPosition } from './cursor.js'
 import { readAfter } from './catch-up.js'
+import { within } from './deadline.js'
 import { samePoll, type FeedEvent } from './feed-events.js'
 import type { ChatApi } from './upstream/client.js'
 import { Poller, type PollerContext, type PollerSink, type PollLog } from './poller.js'
@@ -345,27 +346,11 @@ export class LocalHub implements Hub {
    * within the resume wait.
    */
   private async waitListening (feed: Feed): Promise<void> {
-    const listening = feed.listening
-    if (listening === undefined) return
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, this.o.resumeWaitMs) })
-    try {
-      await Promise.race([listening, late])
-    } finally {
-      clearTimeout(timer)
-    }
+    if (feed.listening !== undefined) await within(feed.listening, this.o.resumeWaitMs, undefined)
   }
 
   private async waitStart (outcome: Promise<SubscribeResult>): Promise<SubscribeResult> {
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<SubscribeResult>((resolve) => {
-      timer = setTimeout(() => { resolve({ resumed: false, gap: 'the upstream did not answer in time to resume' }) }, this.o.resumeWaitMs)
-    })
-    try {
-      return await Promise.race([outcome, late])
-    } finally {
-      clearTimeout(timer)
-    }
+    return await within(outcome, this.o.resumeWaitMs, { resumed: false, gap: 'the upstream did not answer in time to resume' })
   }
 
   /**

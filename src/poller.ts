@@ -141,12 +141,10 @@ export class Poller implements PollSink, GateWaiter {
   /**
    * Follows the events of `query` from `start`: with a hash, right after
    * that delivered event (a resume); with an empty hash, everything stamped
-   * from that time on (a new connection).
-   */
-  /**
-   * `before`: events that came before the start although stamped at or
-   * after it (the client's other connections had them before this one was
-   * welcomed, in the same millisecond): they are not this connection's.
+   * from that time on (a new connection). `before` are events that came
+   * before the start although stamped at or after it (the client's other
+   * connections had them before this one was welcomed, in the same
+   * millisecond): they are not this connection's.
    */
   constructor (ctx: PollerContext, query: PollQuery, sink: PollerSink, start: CursorPosition, before: CursorPosition[] = []) {
     this.ctx = ctx
@@ -281,11 +279,9 @@ export class Poller implements PollSink, GateWaiter {
     this.recovered()
     this.ctx.traits.accepted()
     // An answer means the poll was received, even where the request's sending was not reported.
-    if (!this.listening) {
-      this.listening = true
-      this.sink.onListening?.()
-    } else if (this.arrival !== undefined) {
+    if (!this.listening || this.arrival !== undefined) {
       clearTimeout(this.arrival)
+      this.listening = true
       this.heard()
     }
     try {
@@ -333,6 +329,11 @@ export class Poller implements PollSink, GateWaiter {
     if (this.top - at >= ZONE_GAP_MS) this.top = at
   }
 
+  /** A poll that came back at once with nothing new (or failed at once) costs a credit. */
+  private spendIfQuick (now: number): void {
+    if (now - this.startedAt < QUICK_MS) this.credits -= 1
+  }
+
   /** How long until a credit is free for the next poll. */
   private creditWait (now: number): number {
     this.credits = Math.min(CREDITS, this.credits + (now - this.creditsAt) / 1000)
@@ -344,10 +345,10 @@ export class Poller implements PollSink, GateWaiter {
   private take (elements: Array<Record<string, unknown>>): void {
     const now = this.clock()
     const traits = this.ctx.traits
-    const { events, untimed } = parseAnswer(elements, this.top)
-    if (untimed > 0) traits.quirk('untimed_event', { untimed })
+    const events = parseAnswer(elements, this.top)
     const times: number[] = []
     for (const e of events) if (e.untimed !== true) times.push(e.ts)
+    if (times.length < events.length) traits.quirk('untimed_event', { untimed: events.length - times.length })
     traits.stamps(times, now)
     if (this.provisional !== undefined && !this.atEvent) this.correctStart()
     if (this.resumeHash !== undefined) this.skipToResumePoint(events)
@@ -393,7 +394,7 @@ export class Poller implements PollSink, GateWaiter {
       const after = traits.recheckAfter()
       if (after !== undefined && this.floor !== undefined) this.recheckAt = now + after
     } else {
-      if (now - this.startedAt < QUICK_MS) this.credits -= 1
+      this.spendIfQuick(now)
       this.settledBy(elements.length, full, now)
     }
     this.seen.prune(Math.max(traits.keepMs, this.floor === undefined ? 0 : this.top - this.floor + traits.granularity))
@@ -460,7 +461,7 @@ export class Poller implements PollSink, GateWaiter {
     // The position is where it was: the next poll asks the same again, by time. A failure that came
     // back at once draws on the same credit as an empty answer, so no answer makes a tight loop.
     const now = this.clock()
-    if (now - this.startedAt < QUICK_MS) this.credits -= 1
+    this.spendIfQuick(now)
     let delay = Math.max(this.creditWait(now), backoffDelay(this.failures, this.ctx.backoffBaseMs, this.ctx.backoffMaxMs, this.ctx.random))
     const retryAfter = e.details?.retryAfterMs
     if (typeof retryAfter === 'number') delay = Math.max(delay, Math.min(retryAfter, this.ctx.backoffMaxMs))

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import type { CursorPosition } from '../cursor.js'
 import { feedId, type FeedKey } from '../hub.js'
 import type { FeedSource, FeedSourceOptions } from '../local-hub.js'
 import type { PollGate } from '../poll-gate.js'
@@ -104,19 +103,6 @@ export class ClusterFeeds {
   }
 
   has (key: FeedKey): boolean { return this.sources.has(feedId(key)) }
-
-  /**
-   * Where the feed's reading began (the stream's last event then), once it
-   * is known; undefined when the stream was empty, or after `ms`.
-   */
-  async startOf (key: FeedKey, ms: number): Promise<CursorPosition | undefined> {
-    const source = this.sources.get(feedId(key))
-    if (source === undefined) return undefined
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([source.ready, new Promise((resolve) => { timer = setTimeout(resolve, ms) })])
-    clearTimeout(timer)
-    return source.last
-  }
 
   /** Feeds this instance polls upstream for the whole cluster. */
   get owned (): number { return this.ownedCount }

@@ -24,25 +24,21 @@ export class ClusterHub implements Hub {
   private readonly local: LocalHub
   private readonly feeds: ClusterFeeds
   private readonly health: RedisHealth
-  private readonly startWaitMs: number
 
-  constructor (local: LocalHub, feeds: ClusterFeeds, health: RedisHealth, startWaitMs: number) {
+  constructor (local: LocalHub, feeds: ClusterFeeds, health: RedisHealth) {
     this.local = local
     this.feeds = feeds
     this.health = health
-    this.startWaitMs = startWaitMs
   }
 
+  /**
+   * A new socket's stream starts at a time (see LocalHub), and its stream
+   * source reads the feed's Redis stream from that time on once it knows
+   * where that is, which the local hub waits for before the welcome.
+   */
   async subscribe (key: FeedKey, sub: Subscriber, resume?: StreamPosition): Promise<SubscribeResult> {
     if (!this.health.up && !this.feeds.has(key)) throw new StoreUnavailableError()
-    const result = await this.local.subscribe(key, sub, resume)
-    if (resume !== undefined || result.position?.poll !== undefined) return result
-    // A socket's events begin after the stream's last event when its feed began reading here. Wait for
-    // that point, so that an event appended after the welcome is never taken for an older one, and
-    // name it in the welcome's cursor, so that a resume from it on another instance misses nothing.
-    const start = await this.feeds.startOf(key, this.startWaitMs)
-    if (start === undefined || result.position === undefined) return result
-    return { ...result, position: { ...result.position, poll: start } }
+    return await this.local.subscribe(key, sub, resume)
   }
 
   deliverWebhook (channel: string, clientId: string, entries: MailboxEntry[]): void {

@@ -29,7 +29,6 @@ export class Cluster {
   readonly lanes: RedisLanes
   private readonly clients: ReturnType<typeof openRedis>[]
   private readonly log: HealthLog
-  private readonly startWaitMs: number
   /** Where Redis is, without credentials, for logs. */
   private readonly where: string
   private readonly redis: ReturnType<typeof openRedis>
@@ -39,7 +38,6 @@ export class Cluster {
   constructor (o: ClusterOptions) {
     const c = o.config
     this.log = o.log
-    this.startWaitMs = o.config.REDIS_TIMEOUT_MS * 2
     this.where = o.redis.url.split(',').map((u) => { const url = new URL(u.trim()); return `${url.protocol}//${url.host}` }).join(',')
     const redis = openRedis(o.redis, 'cmd')
     const sub = openRedis(o.redis, 'sub')
@@ -83,7 +81,7 @@ export class Cluster {
   }
 
   hub (local: LocalHub): ClusterHub {
-    return new ClusterHub(local, this.feeds, this.health, this.startWaitMs)
+    return new ClusterHub(local, this.feeds, this.health)
   }
 
   /** Resolves when Redis answers, or after `ms` (the bridge then starts not ready and becomes ready when Redis does). */

@@ -83,9 +83,6 @@ export class StreamSource implements FeedSource {
   private acquiring = false
   private stopped = false
   private owner: Ownership | undefined
-  private started: (() => void) | undefined
-  /** Resolves when the point where reading begins is known. */
-  readonly ready: Promise<void>
   private readonly onNotify = (message: string): void => {
     if (message === 'release') void this.tryAcquire()
     else if (message === 'fatal') this.o.onFatal()
@@ -101,7 +98,6 @@ export class StreamSource implements FeedSource {
     if (this.at !== undefined) this.seen.add(this.at as FeedEvent)
     for (const e of o.before ?? []) this.seen.add(e as FeedEvent)
     this.startPending = this.fromTime === undefined
-    this.ready = new Promise((resolve) => { this.started = resolve })
   }
 
   get position (): number | undefined { return this.at?.ts }
@@ -159,7 +155,6 @@ export class StreamSource implements FeedSource {
       this.c.health.ok()
       if (this.stopped) return
       this.isReady = true
-      this.started?.()
     } catch (err) {
       this.c.health.failed(err)
       return
