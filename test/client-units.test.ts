@@ -1,7 +1,7 @@
 import t from 'tap'
-import type { WelcomeFrame as ServerWelcome, EventFrame as ServerEvent, ResultFrame as ServerResult, ErrorFrame as ServerError } from '../src/protocol.js'
-import { SUBPROTOCOL as SERVER_SUBPROTOCOL } from '../src/protocol.js'
-import { CloseCode } from '../src/errors.js'
+import type { WelcomeFrame as ServerWelcome, EventFrame as ServerEvent, ResultFrame as ServerResult, ErrorFrame as ServerError } from '../src/socket/protocol.js'
+import { SUBPROTOCOL as SERVER_SUBPROTOCOL } from '../src/socket/protocol.js'
+import { CloseCode } from '../src/socket/errors.js'
 import {
   backoffDelay, slowDownDelay, closeAction, closeMeaning, CLOSE_CODES, MemoryStorage, SUBPROTOCOL,
   type KeyValueStorage, type WelcomeFrame, type ResultFrame, type ErrorFrame

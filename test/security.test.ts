@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildApp } from '../src/app.js'
-import { deriveKey, TicketAuth } from '../src/auth.js'
+import { deriveKey, TicketAuth } from '../src/socket/auth.js'
 import { loadConfig } from '../src/config.js'
 import { startEmulator } from '../src/emulator/index.js'
 import { startBridge, TOKEN, until } from './fixtures/bridge.js'

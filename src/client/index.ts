@@ -15,9 +15,9 @@
  * for await (const e of client.events()) console.log(e.type)
  * ```
  */
-export { BridgeClient } from './client.js'
-export type { BridgeClientOptions, ClientEvents, ConnectionState, StateChange, WebSocketConstructor, WebSocketLike } from './client.js'
-export { BridgeRequestError, ClientErrorCode } from './errors.js'
+export { BridgeClient } from './bridge-client.js'
+export type { BridgeClientOptions, ClientEvents, ConnectionState, StateChange, WebSocketConstructor, WebSocketLike } from './bridge-client.js'
+export { BridgeRequestError, ClientErrorCode } from './client-errors.js'
 export { backoffDelay, slowDownDelay, DEFAULT_BACKOFF } from './backoff.js'
 export type { Backoff } from './backoff.js'
 export { CLOSE_CODES, closeAction, closeMeaning } from './close-codes.js'

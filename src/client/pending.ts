@@ -1,4 +1,4 @@
-import { BridgeRequestError, ClientErrorCode } from './errors.js'
+import { BridgeRequestError, ClientErrorCode } from './client-errors.js'
 import type { ResultFrame } from './frames.js'
 
 interface Pending {

@@ -1,16 +1,16 @@
 import { randomBytes } from 'node:crypto'
-import { feedId, type FeedKey } from '../hub.js'
-import type { FeedSource, FeedSourceOptions } from '../local-hub.js'
-import type { PollGate } from '../poll-gate.js'
-import type { PollLog } from '../poller.js'
-import { StreakLog } from '../streak-log.js'
-import type { ChatApi } from '../upstream/client.js'
+import { feedId, type FeedKey } from '../feed/hub.js'
+import type { FeedSource, FeedSourceOptions } from '../feed/local-hub.js'
+import type { PollGate } from '../feed/poll-gate.js'
+import { StreakLog } from '../feed/streak-log.js'
+import type { ChatApi } from '../upstream/chat-api.js'
 import { FeedStreams } from './feed-stream.js'
-import type { RedisHealth } from './health.js'
+import type { RedisHealth } from './redis-health.js'
 import { feedKeys, type FeedKeys } from './keys.js'
 import type { Notifier } from './notifier.js'
 import type { RedisClient } from './redis.js'
 import { StreamSource, type StreamSourceContext } from './stream-source.js'
+import type { Log } from '../lib/log.js'
 
 export interface ClusterFeedsOptions {
   redis: RedisClient
@@ -24,7 +24,7 @@ export interface ClusterFeedsOptions {
   backoffBaseMs: number
   backoffMaxMs: number
   gate?: PollGate | undefined
-  log: PollLog
+  log: Log
 }
 
 /**

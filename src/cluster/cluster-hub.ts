@@ -1,9 +1,9 @@
-import { FeedLimitError, type FeedKey, type Hub, type HubStats, type Subscriber, type SubscribeResult } from '../hub.js'
-import type { StreamPosition } from '../cursor.js'
-import type { LocalHub } from '../local-hub.js'
+import { FeedLimitError, type FeedKey, type Hub, type HubStats, type Subscriber, type SubscribeResult } from '../feed/hub.js'
+import type { StreamPosition } from '../feed/cursor.js'
+import type { LocalHub } from '../feed/local-hub.js'
 import type { MailboxEntry } from '../webhook/mailbox.js'
 import type { ClusterFeeds } from './cluster-feeds.js'
-import type { RedisHealth } from './health.js'
+import type { RedisHealth } from './redis-health.js'
 
 /** Redis is down: a socket for a feed this instance does not serve yet is refused with 1013. */
 export class StoreUnavailableError extends FeedLimitError {

@@ -1,5 +1,5 @@
-import type { CursorPosition } from '../cursor.js'
-import type { FeedEvent } from '../feed-events.js'
+import type { CursorPosition } from '../feed/cursor.js'
+import type { FeedEvent } from '../feed/event.js'
 import type { FeedKeys } from './keys.js'
 import { Script, type RedisClient } from './redis.js'
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { feedId, type FeedKey } from '../hub.js'
+import { feedId, type FeedKey } from '../feed/hub.js'
 
 /**
  * The Redis names of one connection's feed. They share one hash tag, so a

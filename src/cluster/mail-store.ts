@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto'
 import type { MailboxEntry, MailListener, MailStore, NewMail } from '../webhook/mailbox.js'
-import type { RedisHealth } from './health.js'
+import type { RedisHealth } from './redis-health.js'
 import type { Notifier } from './notifier.js'
 import { Script, type RedisClient } from './redis.js'
+import { clientKey } from '../lib/client-key.js'
 
 export interface RedisMailOptions {
   redis: RedisClient
@@ -72,7 +73,7 @@ export class RedisMailStore implements MailStore {
   }
 
   private keys (channel: string, clientId: string): { stream: string, floor: string, notify: string, seen: string } {
-    const base = `${this.o.prefix}mail:{${tag(`${channel}\n${clientId}`)}}`
+    const base = `${this.o.prefix}mail:{${tag(clientKey(channel, clientId))}}`
     return { stream: `${base}:stream`, floor: `${base}:floor`, notify: `${base}:notify`, seen: `${base}:seen:` }
   }
 
@@ -106,7 +107,7 @@ export class RedisMailStore implements MailStore {
 
   /** A client has a feed here: deliver its new mail as it comes. */
   watch (channel: string, clientId: string): void {
-    const key = `${channel}\n${clientId}`
+    const key = clientKey(channel, clientId)
     const known = this.watched.get(key)
     if (known !== undefined) {
       known.feeds++
@@ -118,7 +119,7 @@ export class RedisMailStore implements MailStore {
   }
 
   unwatch (channel: string, clientId: string): void {
-    const key = `${channel}\n${clientId}`
+    const key = clientKey(channel, clientId)
     const w = this.watched.get(key)
     if (w === undefined || --w.feeds > 0) return
     this.watched.delete(key)

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { MemoryLanes, type SendLanes } from '../requests.js'
-import type { RedisHealth } from './health.js'
+import { MemoryLanes, type SendLanes } from '../socket/requests.js'
+import type { RedisHealth } from './redis-health.js'
 import { laneKeys } from './keys.js'
 import type { Notifier, Watch } from './notifier.js'
 import { Script, type RedisClient } from './redis.js'

@@ -1,4 +1,4 @@
-import type { RequestFrame } from '../protocol.js'
+import type { RequestFrame } from '../socket/protocol.js'
 
 /**
  * Where each bridge request goes upstream, and with what. This is the one

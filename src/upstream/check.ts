@@ -1,5 +1,5 @@
-import { BridgeError } from '../errors.js'
-import { isChannelRejected, type ChatApi } from './client.js'
+import { BridgeError } from '../socket/errors.js'
+import { isChannelRejected, type ChatApi } from './chat-api.js'
 import type { TraitsLog } from './traits.js'
 
 /** A clientId that no person has: the check reads its unread count, which changes nothing upstream. */

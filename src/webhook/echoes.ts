@@ -1,4 +1,5 @@
-import { TtlCache } from '../ttl-cache.js'
+import { TtlCache } from '../lib/ttl-cache.js'
+import { clientKey } from '../lib/client-key.js'
 
 /**
  * The same answer can reach the bridge twice: through the channel's webhook
@@ -16,19 +17,19 @@ export class Echoes {
   }
 
   webhookDelivered (channel: string, clientId: string, questionId: string): void {
-    this.byWebhook.set(`${channel}\n${clientId}\n${questionId}`, true)
+    this.byWebhook.set(clientKey(channel, clientId, questionId), true)
   }
 
   pollDelivered (channel: string, clientId: string, questionId: string): void {
-    this.byPoll.set(`${channel}\n${clientId}\n${questionId}`, true)
+    this.byPoll.set(clientKey(channel, clientId, questionId), true)
   }
 
   seenByWebhook (channel: string, clientId: string, questionId: string): boolean {
-    return this.byWebhook.get(`${channel}\n${clientId}\n${questionId}`) === true
+    return this.byWebhook.get(clientKey(channel, clientId, questionId)) === true
   }
 
   seenByPoll (channel: string, clientId: string, questionId: string): boolean {
-    return this.byPoll.get(`${channel}\n${clientId}\n${questionId}`) === true
+    return this.byPoll.get(clientKey(channel, clientId, questionId)) === true
   }
 }
 

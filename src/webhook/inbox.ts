@@ -1,4 +1,4 @@
-import { eventHash } from '../cursor.js'
+import { eventHash } from '../feed/cursor.js'
 import { parseUpstreamTime } from '../upstream/calls.js'
 import { parseUpstreamJson } from '../upstream/json.js'
 import type { Echoes } from './echoes.js'

@@ -1,4 +1,5 @@
-import type { FeedEvent } from '../feed-events.js'
+import type { FeedEvent } from '../feed/event.js'
+import { clientKey } from '../lib/client-key.js'
 
 /** One webhook object kept for a client: its place in the mailbox and its frame body. */
 export interface MailboxEntry extends FeedEvent {
@@ -84,7 +85,7 @@ export class Mailbox implements MailStore {
   }
 
   private keep (channel: string, clientId: string, entry: MailboxEntry): void {
-    const k = `${channel}\n${clientId}`
+    const k = clientKey(channel, clientId)
     let box = this.boxes.get(k)
     if (box === undefined) {
       box = { entries: [], trimmedUpTo: 0 }
@@ -95,7 +96,7 @@ export class Mailbox implements MailStore {
   }
 
   private has (channel: string, clientId: string, hash: string): boolean {
-    return this.boxes.get(`${channel}\n${clientId}`)?.entries.some((e) => e.hash === hash) ?? false
+    return this.boxes.get(clientKey(channel, clientId))?.entries.some((e) => e.hash === hash) ?? false
   }
 
   /**
@@ -103,7 +104,7 @@ export class Mailbox implements MailStore {
    * dropped (older than this process or than the retention).
    */
   async after (channel: string, clientId: string, pos: number): Promise<MailboxEntry[] | null> {
-    const box = this.boxes.get(`${channel}\n${clientId}`)
+    const box = this.boxes.get(clientKey(channel, clientId))
     if (box !== undefined) this.trim(box)
     const floor = Math.max(this.coverageStart, (this.now() - this.retentionMs) * 1000, box?.trimmedUpTo ?? 0)
     // A webhook cursor from before what is kept: something after it may be gone.

@@ -1,5 +1,6 @@
 import { CloseCode } from './errors.js'
-import type { Session } from './session.js'
+import type { Session, SessionRegistry } from './session.js'
+import { clientKey } from '../lib/client-key.js'
 
 /** Most slices a heartbeat period is cut into, and the shortest tick. */
 const MAX_SLICES = 25
@@ -11,7 +12,7 @@ const MIN_TICK_MS = 50
  * of the period, so that ten thousand pings (and their pongs) are not one
  * burst that stalls every other socket's events.
  */
-export class Sessions extends Set<Session> {
+export class Sessions extends Set<Session> implements SessionRegistry {
   private readonly timer: NodeJS.Timeout
   private readonly perClient = new Map<string, number>()
   private readonly slices: Array<Set<Session>>
@@ -20,7 +21,7 @@ export class Sessions extends Set<Session> {
 
   /** Counts a socket for its client; false when the client already has `max` here. */
   claim (channel: string, clientId: string, max: number): boolean {
-    const k = `${channel}\n${clientId}`
+    const k = clientKey(channel, clientId)
     const n = this.perClient.get(k) ?? 0
     if (n >= max) return false
     this.perClient.set(k, n + 1)
@@ -28,7 +29,7 @@ export class Sessions extends Set<Session> {
   }
 
   release (channel: string, clientId: string): void {
-    const k = `${channel}\n${clientId}`
+    const k = clientKey(channel, clientId)
     const n = (this.perClient.get(k) ?? 1) - 1
     if (n <= 0) this.perClient.delete(k)
     else this.perClient.set(k, n)

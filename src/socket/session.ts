@@ -3,13 +3,21 @@ import type { WebSocket, RawData } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import { AuthError, type Authenticator } from './auth.js'
 import { CloseCode, closeReason, ErrorCode } from './errors.js'
-import type { FeedKey, Hub, Subscriber } from './hub.js'
-import type { CursorCodec, StreamPosition } from './cursor.js'
+import type { FeedKey, Hub, Subscriber } from '../feed/hub.js'
+import type { CursorCodec, StreamPosition } from '../feed/cursor.js'
 import { checkFrame, isRequestType, jsonDepth, MAX_JSON_DEPTH, type HelloFrame, type RequestFrame, type WelcomeFrame } from './protocol.js'
 import type { Requests } from './requests.js'
-import type { Metrics } from './metrics.js'
-import type { Sessions } from './sessions.js'
-import { ChannelRefusedError, FeedLimitError } from './hub.js'
+import type { Metrics } from '../plugins/metrics.js'
+import { ChannelRefusedError, FeedLimitError } from '../feed/hub.js'
+
+/** Where a session counts itself while open: the heartbeat, the per-client cap and shutdown go through it. */
+export interface SessionRegistry {
+  add: (s: Session) => unknown
+  delete: (s: Session) => boolean
+  /** Counts a socket for its client; false when the client already has `max` here. */
+  claim: (channel: string, clientId: string, max: number) => boolean
+  release: (channel: string, clientId: string) => void
+}
 
 export interface SessionDeps {
   auth: Authenticator
@@ -25,7 +33,7 @@ export interface SessionDeps {
   rateLimitBurst: number
   maxSocketsPerClient: number
   /** Every open session, for the heartbeat, the per-client cap and shutdown. */
-  registry: Sessions
+  registry: SessionRegistry
   metrics?: Metrics | undefined
 }
 

@@ -1,5 +1,6 @@
 import type { StreamPosition } from './cursor.js'
-import type { MailboxEntry } from './webhook/mailbox.js'
+import { clientKey } from '../lib/client-key.js'
+import type { MailboxEntry } from '../webhook/mailbox.js'
 
 /** The key of one upstream event feed: one long poll per key. */
 export interface FeedKey { channel: string, clientId: string, cid: string, all: boolean }
@@ -66,5 +67,5 @@ export class ChannelRefusedError extends Error {
 }
 
 export function feedId (k: FeedKey): string {
-  return `${k.channel}\n${k.clientId}\n${k.cid}\n${k.all ? 1 : 0}`
+  return clientKey(k.channel, k.clientId, k.cid, k.all ? '1' : '0')
 }

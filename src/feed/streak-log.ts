@@ -1,4 +1,4 @@
-import type { PollLog } from './poller.js'
+import type { Log } from '../lib/log.js'
 
 /**
  * During an upstream outage every poll of a channel fails the same way; one
@@ -7,14 +7,14 @@ import type { PollLog } from './poller.js'
  * with the count so far, and once more when a poll succeeds again.
  */
 export class StreakLog {
-  private readonly log: PollLog
+  private readonly log: Log
   private readonly everyMs: number
   private readonly now: () => number
   private signature: string | undefined
   private count = 0
   private loggedAt = 0
 
-  constructor (log: PollLog, everyMs = 30_000, now: () => number = Date.now) {
+  constructor (log: Log, everyMs = 30_000, now: () => number = Date.now) {
     this.log = log
     this.everyMs = everyMs
     this.now = now

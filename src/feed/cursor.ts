@@ -1,4 +1,5 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { clientKey } from '../lib/client-key.js'
 
 /**
  * Cursors name a position in one connection's event stream. That stream
@@ -62,7 +63,7 @@ export class CursorCodec {
 
   private mac (k: CursorKey, body: string): string {
     return createHmac('sha256', this.key)
-      .update(`${k.channel}\n${k.clientId}\n${k.cid}\n${body}`)
+      .update(clientKey(k.channel, k.clientId, k.cid, body))
       .digest()
       .subarray(0, MAC_BYTES)
       .toString('base64url')

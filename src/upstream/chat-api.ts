@@ -1,5 +1,5 @@
 import { Client, Pool, errors as undiciErrors, type buildConnector, type Dispatcher } from 'undici'
-import { BridgeError, ErrorCode } from '../errors.js'
+import { BridgeError, ErrorCode } from '../socket/errors.js'
 import type { Channel } from '../config.js'
 import { maskToken, parseUpstreamJson } from './json.js'
 import { eventsCall, eventsOf, type EventsQuery, type UpstreamCall } from './calls.js'

@@ -1,5 +1,5 @@
 import { eventHash, type CursorPosition } from './cursor.js'
-import { eventTime } from './upstream/calls.js'
+import { eventTime } from '../upstream/calls.js'
 
 /** One upstream event, serialised once: every socket that gets it gets these bytes. */
 export interface FeedEvent { ts: number, hash: string, json: string }

@@ -1,7 +1,7 @@
 import { backoffDelay, DEFAULT_BACKOFF, slowDownDelay, type Backoff } from './backoff.js'
 import { closeAction, closeMeaning } from './close-codes.js'
 import { Emitter } from './emitter.js'
-import { BridgeRequestError, ClientErrorCode } from './errors.js'
+import { BridgeRequestError, ClientErrorCode } from './client-errors.js'
 import { EventStream } from './event-stream.js'
 import {
   SUBPROTOCOL,

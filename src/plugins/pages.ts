@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 export interface ClientRouteOptions { demoPage: boolean }
 
 /**
- * Both dist/routes/client.js and src/routes/client.ts (under the test
+ * Both dist/plugins/pages.js and src/plugins/pages.ts (under the test
  * runner) sit two levels below the package root, so one path works for both.
  */
 const root = new URL('../../', import.meta.url)

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import type { Metrics } from '../metrics.js'
+import type { Metrics } from './metrics.js'
 
 /** Prometheus metrics at /metrics. */
 export async function metricsRoutes (app: FastifyInstance, o: { metrics: Metrics }): Promise<void> {

@@ -1,6 +1,6 @@
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { ClusterFeeds } from './cluster-feeds.js'
-import type { RedisHealth } from './health.js'
+import type { RedisHealth } from './redis-health.js'
 
 /** The cluster's metrics, read at scrape time; their meaning is in docs/operations.md. */
 export function registerClusterMetrics (registry: Registry, health: RedisHealth, feeds: ClusterFeeds): void {

@@ -1,16 +1,12 @@
-import { backoffDelay } from './backoff.js'
+import { backoffDelay } from '../lib/backoff.js'
 import type { CursorPosition } from './cursor.js'
-import { EventWindow, UPSTREAM_PAGE, parseAnswer, type FeedEvent, type PolledEvent } from './feed-events.js'
-import { isChannelRejected, type PollCall, type PollQuery, type PollSink, type PollUpstream } from './upstream/client.js'
-import type { ChannelTraits } from './upstream/traits.js'
-import type { BridgeError } from './errors.js'
+import { EventWindow, UPSTREAM_PAGE, parseAnswer, type FeedEvent, type PolledEvent } from './event.js'
+import { isChannelRejected, type PollCall, type PollQuery, type PollSink, type PollUpstream } from '../upstream/chat-api.js'
+import type { ChannelTraits } from '../upstream/traits.js'
+import type { BridgeError } from '../socket/errors.js'
 import type { GateWaiter, PollGate } from './poll-gate.js'
 import type { StreakLog } from './streak-log.js'
-
-export interface PollLog {
-  warn: (obj: object, msg: string) => void
-  info: (obj: object, msg: string) => void
-}
+import type { Log } from '../lib/log.js'
 
 /** What every poller of a channel shares. */
 export interface PollerContext {
@@ -38,7 +34,7 @@ export interface PollerSink {
   onListening?: (() => void) | undefined
   /** The outcome of starting after a delivered event, known at the first answer. */
   onStart?: ((outcome: { resumed: boolean, gap?: string }) => void) | undefined
-  readonly log: PollLog
+  readonly log: Log
 }
 
 /**

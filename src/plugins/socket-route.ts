@@ -1,13 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
-import type { Authenticator } from '../auth.js'
-import type { CursorCodec } from '../cursor.js'
-import type { Hub } from '../hub.js'
-import type { Requests } from '../requests.js'
-import type { Sessions } from '../sessions.js'
-import { CloseCode, closeReason } from '../errors.js'
-import { Session, type SessionDeps } from '../session.js'
-import type { Metrics } from '../metrics.js'
+import type { Authenticator } from '../socket/auth.js'
+import type { CursorCodec } from '../feed/cursor.js'
+import type { Hub } from '../feed/hub.js'
+import type { Requests } from '../socket/requests.js'
+import type { Sessions } from '../socket/sessions.js'
+import { CloseCode, closeReason } from '../socket/errors.js'
+import { Session, type SessionDeps } from '../socket/session.js'
+import type { Metrics } from './metrics.js'
 
 export interface WsRouteOptions {
   config: Config

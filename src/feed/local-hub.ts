@@ -1,19 +1,20 @@
 import { samePosition, type CursorCodec, type CursorPosition, type StreamPosition } from './cursor.js'
 import { readAfter } from './catch-up.js'
-import { within } from './deadline.js'
-import { samePoll, type FeedEvent } from './feed-events.js'
-import type { ChatApi } from './upstream/client.js'
-import { Poller, type PollerContext, type PollerSink, type PollLog } from './poller.js'
+import { within } from '../lib/deadline.js'
+import { samePoll, type FeedEvent } from './event.js'
+import type { ChatApi } from '../upstream/chat-api.js'
+import { Poller, type PollerContext, type PollerSink } from './poller.js'
 import { ChannelRefusedError, FeedLimitError, feedId, type FeedKey, type Hub, type HubStats, type Subscriber, type SubscribeResult } from './hub.js'
 import type { PollGate } from './poll-gate.js'
 import { StreakLog } from './streak-log.js'
-import type { MailStore, MailboxEntry } from './webhook/mailbox.js'
-import { answerId, type Echoes } from './webhook/echoes.js'
+import type { MailStore, MailboxEntry } from '../webhook/mailbox.js'
+import { answerId, type Echoes } from '../webhook/echoes.js'
+import type { Log } from '../lib/log.js'
 
 export interface LocalHubOptions {
   apis: Map<string, ChatApi>
   cursors: CursorCodec
-  log: PollLog & { child: (b: object) => PollLog }
+  log: Log & { child: (b: object) => Log }
   lingerMs: number
   bufferSize: number
   backoffBaseMs: number
@@ -57,7 +58,7 @@ export interface FeedSourceOptions {
   start: CursorPosition
   /** Events the client's other connections had before this one began, stamped at or after its start. */
   before?: CursorPosition[]
-  log: PollLog
+  log: Log
   /** The upstream knows the connection now (its first poll reached it): events from here on will come. */
   onListening: () => void
   /** New events, in upstream order, each once. */
@@ -95,7 +96,7 @@ interface SubState {
  * source reports to (FeedSourceOptions), through methods rather than a
  * closure each, since an idle client costs one of these.
  */
-class Feed implements FeedSourceOptions, PollerSink, PollLog {
+class Feed implements FeedSourceOptions, PollerSink, Log {
   readonly key: FeedKey
   readonly id: string
   private readonly hub: LocalHub
@@ -119,7 +120,7 @@ class Feed implements FeedSourceOptions, PollerSink, PollLog {
   mailHold: MailboxEntry[] | undefined
   private settle: ((o: SubscribeResult) => void) | undefined
   /** The feed's child logger, made on its first line: most feeds never log. */
-  private child: PollLog | undefined
+  private child: Log | undefined
 
   /**
    * A new feed (no `resume`) starts at `upstreamNow`, the upstream's time as
@@ -143,10 +144,10 @@ class Feed implements FeedSourceOptions, PollerSink, PollLog {
     }
   }
 
-  get log (): PollLog { return this }
+  get log (): Log { return this }
   warn (obj: object, msg: string): void { this.logger().warn(obj, msg) }
   info (obj: object, msg: string): void { this.logger().info(obj, msg) }
-  private logger (): PollLog {
+  private logger (): Log {
     return (this.child ??= this.hub.childLog({ channel: this.key.channel, clientId: this.key.clientId, cid: this.key.cid }))
   }
 
@@ -313,7 +314,7 @@ export class LocalHub implements Hub {
   }
 
   /** A child of the hub's logger (a feed's, made when it first logs). */
-  childLog (bindings: object): PollLog {
+  childLog (bindings: object): Log {
     return this.o.log.child(bindings)
   }
 

@@ -1,8 +1,9 @@
 import { BridgeError, ErrorCode } from './errors.js'
 import type { RequestFrame } from './protocol.js'
-import { TtlCache } from './ttl-cache.js'
-import { callFor } from './upstream/calls.js'
-import { isChannelRejected, type ChatApi } from './upstream/client.js'
+import { TtlCache } from '../lib/ttl-cache.js'
+import { callFor } from '../upstream/calls.js'
+import { isChannelRejected, type ChatApi } from '../upstream/chat-api.js'
+import { clientKey } from '../lib/client-key.js'
 
 export interface RequestContext { channel: string, clientId: string, cid: string }
 
@@ -97,7 +98,7 @@ export class Requests {
 
   /** The `result` frame for a request, as JSON. */
   async handle (ctx: RequestContext, req: RequestFrame): Promise<string> {
-    const key = `${ctx.channel}\n${ctx.clientId}\n${req.id}`
+    const key = clientKey(ctx.channel, ctx.clientId, req.id)
     const once = async (): Promise<string> => await this.results.once(key, async () => await this.run(ctx, req), keepable)
     try {
       // A shared result store answers lookups of different ids in any order: keep the client's own order first.
@@ -133,7 +134,7 @@ function isSend (req: RequestFrame): boolean {
 }
 
 function laneOf (ctx: RequestContext): string {
-  return `${ctx.channel}\n${ctx.clientId}`
+  return clientKey(ctx.channel, ctx.clientId)
 }
 
 /** A result worth keeping for resends: every success and every failure that a retry would not change. */

@@ -1,7 +1,7 @@
 import type { CursorPosition } from './cursor.js'
-import { UPSTREAM_PAGE, parseAnswer, samePoll, type FeedEvent } from './feed-events.js'
+import { UPSTREAM_PAGE, parseAnswer, samePoll, type FeedEvent } from './event.js'
 import type { FeedKey } from './hub.js'
-import type { ChatApi } from './upstream/client.js'
+import type { ChatApi } from '../upstream/chat-api.js'
 
 /** Answers read back from the upstream for one catch-up, at most. */
 const PAGES = 8
