@@ -1,3 +1,4 @@
+/* global URL, console, process */
 // Fails when a file of src/ reaches itself through its relative imports, type imports included:
 // a cycle of types still ties the modules into one knot. Run by `npm run lint`.
 import { readFileSync, readdirSync } from 'node:fs'
