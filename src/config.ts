@@ -2,15 +2,15 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { parseProfiles } from './emulator/profiles.js'
 
-/**
- * Every setting of the bridge, read from the environment. The property names
- * are the environment variable names: operators and scripts rely on them.
- */
 const Port = (def: number, description: string) =>
   Type.Integer({ minimum: 0, maximum: 65535, default: def, description })
 const Ms = (def: number, min: number, description: string) =>
   Type.Integer({ minimum: min, maximum: 86_400_000, default: def, description })
 
+/**
+ * Every setting of the bridge, read from the environment. The property names
+ * are the environment variable names: operators and scripts rely on them.
+ */
 export const ConfigSchema = Type.Object({
   PORT: Port(3000, 'TCP port of the bridge'),
   HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'address to listen on (0.0.0.0 in a container)' }),

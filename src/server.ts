@@ -65,15 +65,20 @@ async function main (): Promise<void> {
 
   await app.listen({ port: config.PORT, host: config.HOST })
   const { port } = app.server.address() as { port: number }
+  const local = `${localHost(config.HOST)}:${port}`
   if (emulator !== undefined && config.WEBHOOK_SECRET !== undefined) {
-    const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST
-    emulator.setWebhookUrl(`http://${host.includes(':') ? `[${host}]` : host}:${port}/v1/webhook/default/${config.WEBHOOK_SECRET}`)
+    emulator.setWebhookUrl(`http://${local}/v1/webhook/default/${config.WEBHOOK_SECRET}`)
   }
   app.log.info({ port }, `chatapi-bridge ready: ws://${config.HOST}:${port}/v1/ws`)
   if (config.DEMO_PAGE ?? emulator !== undefined) {
-    const shown = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST
-    app.log.info(`demo chat page: http://${shown.includes(':') ? `[${shown}]` : shown}:${port}/ (or a terminal chat: npm run chat)`)
+    app.log.info(`demo chat page: http://${local}/ (or a terminal chat: npm run chat)`)
   }
+}
+
+/** How this machine reaches the bridge in a URL: loopback for a wildcard address, brackets around IPv6. */
+function localHost (host: string): string {
+  const reachable = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
+  return reachable.includes(':') ? `[${reachable}]` : reachable
 }
 
 main().catch((err: unknown) => {

@@ -1,8 +1,9 @@
 /**
- * The frames of protocol v1 as a client sees them, and the shapes of the
- * Chat API bodies that results carry. They are written out here, not imported
- * from the server's protocol.ts: that module pulls in TypeBox, and this client
- * runs in a browser with no dependency at all.
+ * The frames of protocol v1 that the bridge sends, and the shapes of the
+ * Chat API bodies that results carry. This is the one definition of the
+ * server's frames: the server's socket/protocol.ts takes them from here
+ * (and keeps the schemas of the frames it receives, which it validates).
+ * Plain types, so that the client runs in a browser with no dependency.
  */
 
 /** The WebSocket subprotocol of protocol v1. */
@@ -15,28 +16,65 @@ export interface WelcomeFrame {
   /** In ticket mode: the credential to present next time. */
   ticket?: string
   resumed: boolean
+  /** When a `resume` was given and `resumed` is false: why not. */
   gap?: { reason: string }
   heartbeatMs: number
-  channel?: string
+  /** The channel the socket is on: the `?channel=` asked for, or the bridge's default. */
+  channel: string
   /** When the socket did not resume: the position its stream starts from, a cursor like an event's. */
   cursor?: string
 }
 
-/** One element of the upstream `/events` answer, as the bridge forwards it. */
+/** An upstream element as the client hands it out: its `type`, and its `event`, or an empty object where it had none. */
 export interface UpstreamEvent {
   type: string
   event: Record<string, unknown>
 }
 
-export interface EventFrame { type: 'event', cursor: string, event: UpstreamEvent }
+/**
+ * What an event frame carries: an element of the upstream `/events` answer as
+ * it came, less the channel token, or `{ type: 'webhook', event }` for what
+ * the channel's webhook received. The bridge passes it on unchecked: `type`
+ * is a string by the Chat API's contract (the client reports a frame whose
+ * type is not), and `event` is an object on the servers seen so far, but
+ * some leave it null and put the time on the element itself.
+ */
+export interface UpstreamElement {
+  type: string
+  event?: unknown
+  [k: string]: unknown
+}
 
-export interface ResultError { code: string, message: string, status?: number, upstreamError?: unknown, [k: string]: unknown }
+export interface EventFrame { type: 'event', cursor: string, event: UpstreamElement }
+
+export interface ResultError {
+  code: string
+  message: string
+  /** The upstream's HTTP status, for UPSTREAM_REJECTED. */
+  status?: number
+  /** The upstream's own error body, for UPSTREAM_REJECTED. */
+  upstreamError?: unknown
+  /** After the upstream's 429: its Retry-After, in milliseconds. */
+  retryAfterMs?: number
+  [k: string]: unknown
+}
 
 export type ResultFrame =
   | { type: 'result', id: string, ok: true, result: unknown }
   | { type: 'result', id: string, ok: false, error: ResultError }
 
+/**
+ * The answer to a frame that is no request at all. The bridge answers a bad
+ * frame that has a usable `id` with a failed `result` instead, so it sends no
+ * `id` here; the client still fails the request an `id` would name.
+ */
 export interface ErrorFrame { type: 'error', code: string, message: string, id?: string }
+
+/** The heartbeat's data frame (`ping`), and the answer to a client's `ping` (`pong`). */
+export interface HeartbeatFrame { type: 'ping' | 'pong' }
+
+/** Every frame the bridge sends in protocol v1. A later version may add types: treat an unknown one as a sign of life. */
+export type ServerFrame = WelcomeFrame | EventFrame | ResultFrame | ErrorFrame | HeartbeatFrame
 
 /** An event as the client hands it out: the upstream element and the cursor that follows it. */
 export interface BridgeEvent extends UpstreamEvent {

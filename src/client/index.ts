@@ -16,18 +16,22 @@
  * ```
  */
 export { BridgeClient } from './bridge-client.js'
-export type { BridgeClientOptions, ClientEvents, ConnectionState, StateChange, WebSocketConstructor, WebSocketLike } from './bridge-client.js'
+export type { ClientEvents } from './bridge-connection.js'
+export type { BridgeClientOptions } from './client-options.js'
+export type { Clock } from './clock.js'
+export type { ConnectionState, StateChange } from './connection-state.js'
+export type { WebSocketConstructor, WebSocketLike } from './socket-like.js'
 export { BridgeRequestError, ClientErrorCode } from './client-errors.js'
 export { backoffDelay, slowDownDelay, DEFAULT_BACKOFF } from './backoff.js'
 export type { Backoff } from './backoff.js'
-export { CLOSE_CODES, closeAction, closeMeaning } from './close-codes.js'
+export { CLOSE_CODES, CloseCode, closeAction, closeMeaning, closeReason } from './close-codes.js'
 export type { CloseAction } from './close-codes.js'
 export { MemoryStorage } from './storage.js'
 export type { KeyValueStorage } from './storage.js'
 export { SUBPROTOCOL } from './frames.js'
 export type {
-  BotAnswer, BridgeEvent, ChatAuthor, ChatMessage, ErrorFrame, EventFrame, HistoryMessage, HistoryOptions, HistoryResult,
-  Message, MessageStatus, Reply, ResultError, ResultFrame, UpstreamEvent, WelcomeFrame
+  BotAnswer, BridgeEvent, ChatAuthor, ChatMessage, ErrorFrame, EventFrame, HeartbeatFrame, HistoryMessage, HistoryOptions, HistoryResult,
+  Message, MessageStatus, Reply, ResultError, ResultFrame, ServerFrame, UpstreamElement, UpstreamEvent, WelcomeFrame
 } from './frames.js'
-export { historyMessages } from './history.js'
+export { historyMessages } from './history-messages.js'
 export { parseTimestamp } from './timestamp.js'

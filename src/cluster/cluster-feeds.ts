@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { feedId, type FeedKey } from '../feed/hub.js'
-import type { FeedSource, FeedSourceOptions } from '../feed/local-hub.js'
+import type { FeedSource, FeedSourceOptions } from '../feed/hub.js'
 import type { PollGate } from '../feed/poll-gate.js'
-import { StreakLog } from '../feed/streak-log.js'
+import { PollerContexts } from '../feed/poller.js'
 import type { ChatApi } from '../upstream/chat-api.js'
 import { FeedStreams } from './feed-stream.js'
 import type { RedisHealth } from './redis-health.js'
@@ -42,13 +42,22 @@ export class ClusterFeeds {
   private readonly releases = new Set<Promise<void>>()
   private readonly timer: NodeJS.Timeout
   private ownedCount = 0
-  /** One failure streak per channel: an upstream outage is one story, however many polls see it. */
-  private readonly streaks = new Map<string, StreakLog>()
+  private readonly polling: PollerContexts
   /** Leases taken and gaps the upstream could not fill, since start. */
   readonly counts = { acquired: 0, lost: 0 }
 
   constructor (opts: ClusterFeedsOptions) {
     this.o = opts
+    const log = opts.log
+    this.polling = new PollerContexts({
+      apis: opts.apis,
+      backoff: { baseMs: opts.backoffBaseMs, maxMs: opts.backoffMaxMs },
+      gate: opts.gate,
+      channelLog: (channel) => ({
+        warn: (obj, msg) => { log.warn({ channel, ...obj }, msg) },
+        info: (obj, msg) => { log.info({ channel, ...obj }, msg) }
+      })
+    })
     this.streams = new FeedStreams(opts.redis, { leaseMs: opts.leaseMs, maxLen: opts.maxLen, ttlMs: opts.streamTtlMs })
     this.timer = setInterval(() => { this.tick() }, Math.max(100, Math.floor(opts.leaseMs / 3)))
     this.timer.unref()
@@ -72,10 +81,7 @@ export class ClusterFeeds {
       instance: this.instance,
       api,
       maxHeld: this.o.maxLen,
-      backoffBaseMs: this.o.backoffBaseMs,
-      backoffMaxMs: this.o.backoffMaxMs,
-      gate: this.o.gate,
-      streak: this.streakOf(o.key.channel),
+      polling: this.polling.of(o.key.channel),
       onOwner: (owns) => {
         this.ownedCount += owns ? 1 : -1
         if (owns) this.counts.acquired++
@@ -87,19 +93,6 @@ export class ClusterFeeds {
     const source = new StreamSource(o, ctx, feedKeys(this.o.prefix, o.key))
     this.sources.set(id, source)
     return source
-  }
-
-  private streakOf (channel: string): StreakLog {
-    let streak = this.streaks.get(channel)
-    if (streak === undefined) {
-      const log = this.o.log
-      streak = new StreakLog({
-        warn: (obj, msg) => { log.warn({ channel, ...obj }, msg) },
-        info: (obj, msg) => { log.info({ channel, ...obj }, msg) }
-      })
-      this.streaks.set(channel, streak)
-    }
-    return streak
   }
 
   has (key: FeedKey): boolean { return this.sources.has(feedId(key)) }

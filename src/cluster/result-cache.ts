@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { BridgeError, ErrorCode } from '../socket/errors.js'
 import type { ResultCache } from '../socket/requests.js'
+import type { ResultFrame } from '../socket/protocol.js'
 import type { RedisHealth } from './redis-health.js'
 import { resultKeys } from './keys.js'
 import type { Notifier, Watch } from './notifier.js'
@@ -47,13 +48,13 @@ export function storeDown (): BridgeError {
  */
 export class RedisResultCache implements ResultCache {
   private readonly o: RedisResultCacheOptions
-  private readonly inFlight = new Map<string, Promise<string>>()
+  private readonly inFlight = new Map<string, Promise<ResultFrame>>()
 
   constructor (opts: RedisResultCacheOptions) {
     this.o = opts
   }
 
-  async once (key: string, run: () => Promise<string>, keep: (frame: string) => boolean): Promise<string> {
+  async once (key: string, run: () => Promise<ResultFrame>, keep: (result: ResultFrame) => boolean): Promise<ResultFrame> {
     const mine = this.inFlight.get(key)
     if (mine !== undefined) return await mine
     const p = this.resolve(key, run, keep)
@@ -65,7 +66,7 @@ export class RedisResultCache implements ResultCache {
     }
   }
 
-  private async resolve (key: string, run: () => Promise<string>, keep: (frame: string) => boolean): Promise<string> {
+  private async resolve (key: string, run: () => Promise<ResultFrame>, keep: (result: ResultFrame) => boolean): Promise<ResultFrame> {
     const k = resultKeys(this.o.prefix, key)
     const marker = `running:${randomBytes(9).toString('base64url')}`
     const deadline = Date.now() + this.o.waitMs
@@ -81,7 +82,7 @@ export class RedisResultCache implements ResultCache {
           throw storeDown()
         }
         if (seen === null) break
-        if (seen.startsWith('done:')) return seen.slice(5)
+        if (seen.startsWith('done:')) return JSON.parse(seen.slice(5)) as ResultFrame
         if (Date.now() > deadline) throw new BridgeError(ErrorCode.UPSTREAM_TIMEOUT, 'the same request is still running on another instance')
         // Running elsewhere: watch for its end, then look again (the first look only starts the watch).
         if (watch === undefined) watch = await this.o.notifier.watch(k.notify)
@@ -94,18 +95,19 @@ export class RedisResultCache implements ResultCache {
       REFRESH.run(this.o.redis, [k.result], [marker, this.o.runningMs]).catch(() => {})
     }, Math.max(50, Math.floor(this.o.runningMs / 3)))
     refresh.unref()
-    let frame: string
+    let result: ResultFrame
     try {
-      frame = await run()
+      result = await run()
     } finally {
       clearInterval(refresh)
     }
     try {
-      await FINISH.run(this.o.redis, [k.result], [marker, keep(frame) ? `done:${frame}` : '', this.o.ttlMs, k.notify])
+      // Written as JSON: the one place a result becomes text before it reaches a socket.
+      await FINISH.run(this.o.redis, [k.result], [marker, keep(result) ? `done:${JSON.stringify(result)}` : '', this.o.ttlMs, k.notify])
     } catch (err) {
       // The answer goes to the socket all the same; a resend after the marker expires would run again.
       this.o.health.failed(err)
     }
-    return frame
+    return result
   }
 }

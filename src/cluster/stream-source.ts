@@ -1,31 +1,18 @@
 import { readAfter } from '../feed/catch-up.js'
 import type { CursorPosition } from '../feed/cursor.js'
 import { EventWindow, positionOf as posOf, samePoll as same, type FeedEvent } from '../feed/event.js'
-import type { FeedSource, FeedSourceOptions } from '../feed/local-hub.js'
-import type { PollGate } from '../feed/poll-gate.js'
-import { Poller } from '../feed/poller.js'
-import type { StreakLog } from '../feed/streak-log.js'
+import type { FeedKey, FeedSource, FeedSourceOptions } from '../feed/hub.js'
+import type { Log } from '../lib/log.js'
 import type { ChatApi } from '../upstream/chat-api.js'
-import { MAX_SEQ, type FeedStreams, type StreamEntry } from './feed-stream.js'
-import type { RedisHealth } from './redis-health.js'
+import { MAX_SEQ, type StreamEntry } from './feed-stream.js'
 import type { FeedKeys } from './keys.js'
+import { Lease, type LeaseContext, type LeaseHolder } from './lease.js'
 import type { Notifier } from './notifier.js'
 
 /** What the stream sources of one instance share. */
-export interface StreamSourceContext {
-  streams: FeedStreams
+export interface StreamSourceContext extends LeaseContext {
   notifier: Notifier
-  health: RedisHealth
-  /** Unique per process: the first part of every lease token this instance holds. */
-  instance: string
   api: ChatApi
-  /** Events an owner keeps while Redis cannot take them, before it stops polling. */
-  maxHeld: number
-  backoffBaseMs: number
-  backoffMaxMs: number
-  gate?: PollGate | undefined
-  /** Upstream failures of the channel's polls, logged once per streak. */
-  streak?: StreakLog | undefined
   /** This source took the lease (`true`) or gave it up (`false`). */
   onOwner: (owns: boolean) => void
   /** The stream had a gap that the upstream could not fill. */
@@ -35,17 +22,13 @@ export interface StreamSourceContext {
   onStop: () => void
 }
 
-interface Ownership {
-  token: string
-  poller: Poller
-  /** The last event in the stream from this owner: the `prev` of the next; undefined when unknown. */
-  chain: CursorPosition | undefined
-  /** Polled but not yet in the stream (Redis was away or slow), oldest first. */
-  held: FeedEvent[]
-  /** How many of `held` went to this instance's sockets already, straight from the poll. */
-  handed: number
-  flushing: boolean
-}
+/**
+ * Where a source is. It changes in `to()` only: `new` until started,
+ * `starting` while it finds where to read from, `ready` while it reads (and
+ * may hold the lease), `stopped` for good. A failed start goes back to
+ * `new`, and the next tick tries again.
+ */
+type SourceState = 'new' | 'starting' | 'ready' | 'stopped'
 
 /** Entries read from Redis at once. */
 const BATCH = 200
@@ -63,7 +46,7 @@ const BATCH = 200
  * reader, Redis that lost its data), which is filled from the upstream or,
  * failing that, makes the feed's sockets resume.
  */
-export class StreamSource implements FeedSource {
+export class StreamSource implements FeedSource, LeaseHolder {
   readonly keys: FeedKeys
   private readonly o: FeedSourceOptions
   private readonly c: StreamSourceContext
@@ -75,14 +58,13 @@ export class StreamSource implements FeedSource {
   private startPending: boolean
   /** The feed begins at a time, not after an event: every event stamped from then on is new to it. */
   private readonly fromTime: number | undefined
+  private state: SourceState = 'new'
   private paused = false
+  /** A read of the stream is under way; `again` asks it for one more pass. */
   private reading = false
   private again = false
-  private isReady = false
-  private initializing = false
   private acquiring = false
-  private stopped = false
-  private owner: Ownership | undefined
+  private lease: Lease | undefined
   private readonly onNotify = (message: string): void => {
     if (message === 'release') void this.tryAcquire()
     else if (message === 'fatal') this.o.onFatal()
@@ -102,22 +84,24 @@ export class StreamSource implements FeedSource {
 
   get position (): number | undefined { return this.at?.ts }
   get isPaused (): boolean { return this.paused }
-  get owns (): boolean { return this.owner !== undefined }
-  get held (): number { return this.owner?.held.length ?? 0 }
+  get owns (): boolean { return this.lease !== undefined }
+  get held (): number { return this.lease?.heldCount ?? 0 }
   /** The last event handed over, or where reading began. */
   get last (): CursorPosition | undefined { return this.at }
+  get key (): FeedKey { return this.o.key }
+  get log (): Log { return this.o.log }
 
   start (): void { void this.initialize() }
 
   stop (): void {
-    if (this.stopped) return
-    this.stopped = true
+    if (this.state === 'stopped') return
+    this.to('stopped')
     this.c.onStop()
     this.c.notifier.unlisten(this.keys.notify, this.onNotify)
-    const own = this.owner
-    if (own !== undefined) {
-      this.disown(own)
-      this.c.release(this.keys, own.token)
+    const lease = this.lease
+    if (lease !== undefined) {
+      this.disown(lease)
+      this.c.release(this.keys, lease.token)
     }
   }
 
@@ -131,12 +115,12 @@ export class StreamSource implements FeedSource {
 
   /** Keeps the lease (or bids for it), and looks for entries a lost notification may have hidden. */
   async tick (): Promise<void> {
-    if (this.stopped) return
-    if (!this.isReady) {
+    if (this.state === 'stopped' || this.state === 'starting') return
+    if (this.state === 'new') {
       await this.initialize()
       return
     }
-    if (this.owner !== undefined) await this.keepLease(this.owner)
+    if (this.lease !== undefined) await this.keepLease(this.lease)
     else await this.tryAcquire()
     await this.read()
   }
@@ -146,24 +130,42 @@ export class StreamSource implements FeedSource {
     this.lastId = this.at === undefined ? '0-0' : `${Math.max(0, this.at.ts - 1)}-${MAX_SEQ}`
   }
 
+  /** Hands events straight to this instance's sockets (the lease's, while Redis cannot take them). */
+  accept (events: FeedEvent[]): void {
+    for (const e of events) this.advance(e)
+    this.emit(events)
+  }
+
+  onListening (): void { this.o.onListening() }
+
+  /** The upstream refused the channel token: every instance's sockets of the feed are told. */
+  fatal (): void {
+    this.c.streams.announce(this.keys, 'fatal').catch(() => {})
+    this.o.onFatal()
+  }
+
+  /** The one place the state changes. */
+  private to (state: SourceState): void { this.state = state }
+  /** (A method, not a comparison: the state moves while a call awaits Redis.) */
+  private is (state: SourceState): boolean { return this.state === state }
+
   private async initialize (): Promise<void> {
-    if (this.initializing || this.isReady || this.stopped) return
-    this.initializing = true
+    if (this.state !== 'new') return
+    this.to('starting')
     try {
       await this.c.notifier.listen(this.keys.notify, this.onNotify)
       await this.findStart()
       this.c.health.ok()
-      if (this.stopped) return
-      this.isReady = true
     } catch (err) {
       this.c.health.failed(err)
+      if (this.is('starting')) this.to('new')
       return
-    } finally {
-      this.initializing = false
     }
+    if (!this.is('starting')) return
+    this.to('ready')
     await this.tryAcquire()
     // Another instance holds the lease: its poll is the one upstream, and it is under way.
-    if (this.owner === undefined) this.o.onListening()
+    if (this.lease === undefined) this.o.onListening()
     await this.read()
   }
 
@@ -222,7 +224,7 @@ export class StreamSource implements FeedSource {
   }
 
   private async read (): Promise<void> {
-    if (!this.isReady || this.stopped) return
+    if (this.state !== 'ready') return
     if (this.reading) {
       this.again = true
       return
@@ -231,13 +233,13 @@ export class StreamSource implements FeedSource {
     try {
       do {
         this.again = false
-        while (!this.paused && !this.stopped) {
+        while (!this.paused && this.is('ready')) {
           const entries = await this.c.streams.after(this.keys, this.lastId, BATCH)
           this.c.health.ok()
-          if (this.stopped || !await this.takeAll(entries)) return
+          if (!this.is('ready') || !await this.takeAll(entries)) return
           if (entries.length < BATCH) break
         }
-      } while (this.again && !this.paused && !this.stopped)
+      } while (this.again && !this.paused && this.is('ready'))
     } catch (err) {
       this.c.health.failed(err)
       this.resync()
@@ -264,7 +266,7 @@ export class StreamSource implements FeedSource {
         this.emit(out)
         out = []
         const read = await readAfter(this.c.api, this.o.key, at, { through: posOf(e) })
-        if (this.stopped) return false
+        if (this.is('stopped')) return false
         if (typeof read !== 'string') {
           this.accept(read)
           this.settleStart({ resumed: true })
@@ -295,20 +297,14 @@ export class StreamSource implements FeedSource {
     if (events.length > 0) this.o.onEvents(events.map(posAndJson))
   }
 
-  /** Moves the position past new events and hands them over. */
-  private accept (events: FeedEvent[]): void {
-    for (const e of events) this.advance(e)
-    this.emit(events)
-  }
-
   private async tryAcquire (): Promise<void> {
-    if (!this.isReady || this.stopped || this.acquiring || this.owner !== undefined) return
+    if (this.state !== 'ready' || this.acquiring || this.lease !== undefined) return
     this.acquiring = true
     try {
       const got = await this.c.streams.acquire(this.keys, this.c.instance)
       this.c.health.ok()
       if (got === undefined) return
-      if (this.stopped) {
+      if (this.is('stopped')) {
         this.c.release(this.keys, got.token)
         return
       }
@@ -320,33 +316,15 @@ export class StreamSource implements FeedSource {
     }
   }
 
-  private async keepLease (own: Ownership): Promise<void> {
+  private async keepLease (lease: Lease): Promise<void> {
     try {
-      const state = await this.c.streams.renew(this.keys, own.token)
-      this.c.health.ok()
-      if (this.owner !== own) return
-      if (state === 'taken') {
-        this.disown(own)
-        return
-      }
-      if (state === 'vacant') {
-        // The lease lapsed (Redis was away past it, or lost its data) and nobody took it: take it back.
-        const got = await this.c.streams.acquire(this.keys, this.c.instance)
-        if (this.owner !== own) return
-        if (got === undefined) {
-          this.disown(own)
-          return
-        }
-        if (got.last !== undefined && !same(posOf(got.last), own.chain)) {
-          // Another owner wrote meanwhile: start over from the stream.
-          this.disown(own)
-          if (this.stopped) this.c.release(this.keys, got.token)
-          else this.own(got.token, posOf(got.last))
-          return
-        }
-        own.token = got.token
-      }
-      if (own.held.length > 0) await this.flush(own)
+      const renewal = await lease.renew()
+      if (this.lease !== lease || renewal.kept) return
+      this.disown(lease)
+      const retaken = renewal.retaken
+      if (retaken === undefined) return
+      if (this.is('stopped')) this.c.release(this.keys, retaken.token)
+      else this.own(retaken.token, retaken.last)
     } catch (err) {
       this.c.health.failed(err)
     }
@@ -354,91 +332,17 @@ export class StreamSource implements FeedSource {
 
   /** Polls for the cluster from `start`: after the stream's last event, or from a time. */
   private own (token: string, start: CursorPosition): void {
-    const own: Ownership = { token, chain: start.hash === '' ? undefined : start, held: [], handed: 0, flushing: false, poller: undefined as unknown as Poller }
-    const ctx = { upstream: this.c.api, traits: this.c.api.traits, backoffBaseMs: this.c.backoffBaseMs, backoffMaxMs: this.c.backoffMaxMs, gate: this.c.gate, streak: this.c.streak }
-    own.poller = new Poller(ctx, this.o.key, {
-      onEvents: (events) => { this.polled(own, events) },
-      onFatal: () => { this.fatal() },
-      onListening: () => { this.o.onListening() },
-      // The stream's last event is no longer upstream: what comes next does not follow it.
-      onStart: (outcome) => { if (!outcome.resumed) own.chain = undefined },
-      log: this.o.log
-    }, start, start.hash === '' ? this.o.before : undefined)
-    this.owner = own
+    const lease = new Lease(this.c, this.keys, this, token, start, this.o.before)
+    this.lease = lease
     this.c.onOwner(true)
-    own.poller.start()
+    lease.start()
   }
 
-  private disown (own: Ownership): void {
-    own.poller.stop()
-    if (this.owner !== own) return
-    this.owner = undefined
+  private disown (lease: Lease): void {
+    lease.end()
+    if (this.lease !== lease) return
+    this.lease = undefined
     this.c.onOwner(false)
-  }
-
-  private polled (own: Ownership, events: FeedEvent[]): void {
-    if (this.owner !== own) return
-    own.held.push(...events)
-    // One answer at a time: the next poll waits until this one is in the stream.
-    own.poller.pause()
-    void this.flush(own)
-  }
-
-  /** Publishes what the owner holds, fenced by its lease token. */
-  private async flush (own: Ownership): Promise<void> {
-    if (own.flushing) return
-    own.flushing = true
-    try {
-      while (this.owner === own && own.held.length > 0) {
-        if (!this.c.health.up) {
-          this.direct(own)
-          return
-        }
-        const batch = own.held.slice(0, BATCH)
-        let id: string | undefined
-        try {
-          id = await this.c.streams.publish(this.keys, own.token, own.chain, batch)
-          this.c.health.ok()
-        } catch (err) {
-          this.c.health.failed(err)
-          this.direct(own)
-          return
-        }
-        if (this.owner !== own) return
-        if (id === undefined) {
-          // Fenced out: another instance holds the lease, or it lapsed. The next tick settles which.
-          own.poller.pause()
-          return
-        }
-        own.chain = posOf(batch.at(-1) as FeedEvent)
-        own.held.splice(0, batch.length)
-        own.handed = Math.max(0, own.handed - batch.length)
-      }
-      if (this.owner === own) own.poller.resume()
-    } finally {
-      own.flushing = false
-    }
-  }
-
-  /**
-   * Redis cannot take the events now: this instance's sockets get them
-   * straight from the poll, if they have had everything published before;
-   * the events stay held for the stream, and polling goes on while the
-   * held events fit in the bound.
-   */
-  private direct (own: Ownership): void {
-    const caughtUp = own.handed > 0 || same(this.at, own.chain)
-    if (caughtUp && !this.paused && own.handed < own.held.length) {
-      this.accept(own.held.slice(own.handed))
-      own.handed = own.held.length
-    }
-    if (own.held.length < this.c.maxHeld) own.poller.resume()
-    else own.poller.pause()
-  }
-
-  private fatal (): void {
-    this.c.streams.announce(this.keys, 'fatal').catch(() => {})
-    this.o.onFatal()
   }
 }
 

@@ -1,7 +1,8 @@
 /**
- * The demo bot. It answers by keyword so that every reply type the bridge
- * must carry shows up in a short manual session: text with markup, buttons,
- * inline buttons, an image, a hand-over to an agent, and a timeout.
+ * The demo bot, and its answers as the Chat API writes them. It answers by
+ * keyword so that every reply type the bridge must carry shows up in a short
+ * manual session: text with markup, buttons, inline buttons, an image, a
+ * hand-over to an agent, and a timeout.
  */
 
 /** One element of `data.replies`; every reply carries `state`. */
@@ -78,11 +79,69 @@ export function botTurn (input: BotInput): BotTurn {
 
 /** `data.answer`: the text replies joined by a blank line. */
 export function answerOf (replies: Reply[]): string {
-  return replies.filter(r => r.type === 'text' && typeof r.text === 'string').map(r => r.text).join('\n\n')
+  return replies.filter((r) => r.type === 'text' && typeof r.text === 'string').map((r) => r.text).join('\n\n')
 }
 
 export function text (value: string, state: string): Reply {
   return { type: 'text', text: value, state }
+}
+
+/** `data` of a bot answer, as documented. */
+export interface ResponseData {
+  nlpClass: string
+  confidence: number
+  replies: Reply[]
+  answer: string
+  newSessionStarted: boolean
+  endSession: boolean
+  debugData: unknown[]
+}
+
+/** The answer of a sync request, and each element of a webhook payload. */
+export interface ChatResponse {
+  token: string
+  clientId: string
+  questionId: string
+  cid?: string
+  data: ResponseData
+  timestamp: string
+  blockForm: false
+}
+
+export interface ResponseParts {
+  token: string
+  clientId: string
+  questionId: string
+  cid?: string | undefined
+  /** As the upstream's clock prints it. */
+  timestamp: string
+  nlpClass: string
+  confidence: number
+  replies: Reply[]
+  newSessionStarted?: boolean
+}
+
+/** A bot, agent or campaign message in the documented answer shape. */
+export function chatResponse (parts: ResponseParts): ChatResponse {
+  const data: ResponseData = {
+    nlpClass: parts.nlpClass,
+    confidence: parts.confidence,
+    replies: parts.replies,
+    answer: answerOf(parts.replies),
+    newSessionStarted: parts.newSessionStarted ?? false,
+    endSession: false,
+    debugData: []
+  }
+  return {
+    token: parts.token,
+    clientId: parts.clientId,
+    questionId: parts.questionId,
+    // Echoed when the request carried one; absent otherwise.
+    ...(parts.cid === undefined ? {} : { cid: parts.cid }),
+    data,
+    timestamp: parts.timestamp,
+    blockForm: false
+  }
 }
 
 function keyword (state: string, replies: Reply[]): BotTurn {
@@ -110,5 +169,5 @@ function waitFor (seconds: number): BotTurn {
 }
 
 function escapeHtml (value: string): string {
-  return value.replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`)
+  return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 }

@@ -1,17 +1,32 @@
-import { UpstreamClock } from './clock.js'
-import { ConnectionCounter } from './connection-stats.js'
-import { Dialogue } from './dialogue.js'
-import { EmulatorError, ErrorCode } from './errors.js'
-import { FaultInjector } from './fault-injector.js'
-import { Faults } from './faults.js'
-import { HeldPolls } from './held-polls.js'
-import { Outreach } from './outreach.js'
-import { RequestLog } from './request-log.js'
-import type { ProfileFlags, Settings } from './settings.js'
-import { ChannelStore } from './store.js'
-import { TimerSet } from './timer-set.js'
-import type { RequestRecord, UpstreamEvent } from './types.js'
-import { Webhook, type WebhookLog } from './webhook.js'
+import { ChannelStore } from './channel-store.js'
+import { ConnectionCounter } from './connections.js'
+import { Dialogue, Outreach } from './conversation.js'
+import { EmulatorError, ErrorCode } from './emulator-error.js'
+import type { UpstreamEvent } from './event-log.js'
+import { FaultInjector, Faults } from './faults.js'
+import { HeldPolls } from './long-poll.js'
+import type { ProfileFlags } from './profiles.js'
+import { RequestLog, type RequestRecord } from './request-log.js'
+import { TimerSet, UpstreamClock } from './timekeeping.js'
+import { WebhookSender, type WebhookLog } from './webhook-sender.js'
+
+/** The emulator's options with every default filled in. */
+export interface Settings {
+  port: number
+  host: string
+  tokens: string[]
+  holdMs: number
+  webhookUrl: string | undefined
+  webhookRetryDelayMs: number
+  asyncDelayMs: number
+  agentDelayMs: number
+  clockOffsetMs: number
+  lateStampMs: number
+  flags: ProfileFlags
+  http2: boolean
+  http2MaxStreams: number
+  logger: boolean | object
+}
 
 /**
  * The emulator without HTTP: its parts wired together. Routes and the
@@ -25,7 +40,7 @@ export class EmulatorCore {
   readonly polls = new HeldPolls()
   readonly store: ChannelStore
   readonly timers = new TimerSet()
-  readonly webhook: Webhook
+  readonly webhook: WebhookSender
   readonly outreach: Outreach
   readonly dialogue: Dialogue
   readonly faults = new Faults()
@@ -33,7 +48,7 @@ export class EmulatorCore {
   readonly requests: RequestLog
   /** Filled by the HTTP face, which watches its server. */
   readonly connections = new ConnectionCounter()
-  #closing = false
+  private shuttingDown = false
 
   constructor (settings: Settings, log: WebhookLog, onRecord: (record: RequestRecord) => void) {
     this.tokens = new Set(settings.tokens)
@@ -41,7 +56,7 @@ export class EmulatorCore {
     this.flags = settings.flags
     this.clock = new UpstreamClock(settings.clockOffsetMs, settings.flags)
     this.store = new ChannelStore({ onAppend: (token, clientId) => this.polls.wake(token, clientId), clock: this.clock, flags: settings.flags })
-    this.webhook = new Webhook(settings.webhookUrl, settings.webhookRetryDelayMs, log)
+    this.webhook = new WebhookSender(settings.webhookUrl, settings.webhookRetryDelayMs, log)
     const { store, clock, webhook, timers } = this
     this.outreach = new Outreach({ store, clock, webhook, timers, agentDelayMs: settings.agentDelayMs })
     const { asyncDelayMs, lateStampMs, flags } = settings
@@ -50,7 +65,7 @@ export class EmulatorCore {
   }
 
   get closing (): boolean {
-    return this.#closing
+    return this.shuttingDown
   }
 
   /**
@@ -71,7 +86,7 @@ export class EmulatorCore {
 
   /** Answers held polls, drops stalled requests and every pending timer and delivery. */
   async close (): Promise<void> {
-    this.#closing = true
+    this.shuttingDown = true
     this.polls.endAll()
     this.injector.close()
     this.timers.close()

@@ -16,7 +16,7 @@ const profiles = parseProfiles(env.EMULATOR_PROFILE ?? '')
 const emulator = await startEmulator({
   port: numberFrom(env.EMULATOR_PORT, 3001, 'EMULATOR_PORT'),
   host: env.EMULATOR_HOST ?? '127.0.0.1',
-  tokens: (env.EMULATOR_TOKENS ?? 'demo-token').split(',').map(t => t.trim()).filter(t => t !== ''),
+  tokens: (env.EMULATOR_TOKENS ?? 'demo-token').split(',').map((t) => t.trim()).filter((t) => t !== ''),
   holdMs: numberFrom(env.EMULATOR_HOLD_MS, 25_000, 'EMULATOR_HOLD_MS'),
   webhookUrl: env.EMULATOR_WEBHOOK_URL === '' ? undefined : env.EMULATOR_WEBHOOK_URL,
   profiles,
@@ -39,7 +39,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     if (stopping) return
     stopping = true
-    emulator.close().then(() => process.exit(0), err => {
+    emulator.close().then(() => process.exit(0), (err) => {
       console.error(err)
       process.exit(1)
     })

@@ -45,3 +45,19 @@ export function parseProfiles (text: string): ProfileName[] {
   }
   return names
 }
+
+/**
+ * One flag per profile, true when it is on. Each part that a profile changes
+ * reads its own flags from this object, so that a profile's logic sits in
+ * one place and the profile list is read once, here.
+ */
+export type ProfileFlags = Readonly<Record<ProfileName, boolean>>
+
+export function flagsOf (profiles: readonly ProfileName[]): ProfileFlags {
+  const flags = {} as Record<ProfileName, boolean>
+  for (const name of Object.keys(PROFILES) as ProfileName[]) flags[name] = profiles.includes(name)
+  return flags
+}
+
+/** The default behaviour: every profile off. */
+export const NO_PROFILE: ProfileFlags = flagsOf([])

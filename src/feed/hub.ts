@@ -1,4 +1,6 @@
-import type { StreamPosition } from './cursor.js'
+import type { CursorPosition, StreamPosition } from './cursor.js'
+import type { FeedEvent } from './event.js'
+import type { Log } from '../lib/log.js'
 import { clientKey } from '../lib/client-key.js'
 import type { MailboxEntry } from '../webhook/mailbox.js'
 
@@ -49,6 +51,46 @@ export interface Hub {
   stats: () => HubStats
   close: () => Promise<void>
 }
+
+/**
+ * Where a feed's upstream events come from: its own upstream long poll (a
+ * Poller), or, in a cluster, a stream that one instance polls for all.
+ */
+export interface FeedSource {
+  start: () => void
+  stop: () => void
+  /** Flow control: hand over nothing until resume(); nothing is lost meanwhile. */
+  pause: () => void
+  resume: () => void
+  /** The upstream time of the last event handed over. */
+  readonly position: number | undefined
+  readonly isPaused: boolean
+}
+
+export interface FeedSourceOptions {
+  key: FeedKey
+  /**
+   * Where the feed's events begin: right after this delivered event, or,
+   * with an empty hash, with every event stamped from this upstream time on
+   * (a new connection, or a resume from before its first event).
+   */
+  start: CursorPosition
+  /** Events the client's other connections had before this one began, stamped at or after its start. */
+  before?: CursorPosition[]
+  log: Log
+  /** The upstream knows the connection now (its first poll reached it): events from here on will come. */
+  onListening: () => void
+  /** New events, in upstream order, each once. */
+  onEvents: (events: FeedEvent[]) => void
+  /** The upstream refused the channel token. */
+  onFatal: (err?: { message: string }) => void
+  /** Whether the events right after `start` follow; called once, when known, if `start` was given. */
+  onStart: (outcome: SubscribeResult) => void
+  /** Events after the last one handed over can no longer be had: every socket of the feed must resume. */
+  onGap: (reason: string) => void
+}
+
+export type FeedSourceFactory = (o: FeedSourceOptions) => FeedSource
 
 /** This instance keeps as many upstream polls as it may: the socket is refused with 1013. */
 export class FeedLimitError extends Error {

@@ -1,15 +1,15 @@
 import { samePosition, type CursorCodec, type CursorPosition, type StreamPosition } from './cursor.js'
 import { readAfter } from './catch-up.js'
-import { within } from '../lib/deadline.js'
 import { samePoll, type FeedEvent } from './event.js'
-import type { ChatApi } from '../upstream/chat-api.js'
-import { Poller, type PollerContext, type PollerSink } from './poller.js'
-import { ChannelRefusedError, FeedLimitError, feedId, type FeedKey, type Hub, type HubStats, type Subscriber, type SubscribeResult } from './hub.js'
+import { Feed, type FeedHost, type SubState } from './feed.js'
+import { ChannelRefusedError, FeedLimitError, feedId, type FeedKey, type FeedSourceFactory, type FeedSourceOptions, type Hub, type HubStats, type Subscriber, type SubscribeResult } from './hub.js'
 import type { PollGate } from './poll-gate.js'
-import { StreakLog } from './streak-log.js'
-import type { MailStore, MailboxEntry } from '../webhook/mailbox.js'
-import { answerId, type Echoes } from '../webhook/echoes.js'
+import { Poller, PollerContexts } from './poller.js'
+import { within } from '../lib/deadline.js'
 import type { Log } from '../lib/log.js'
+import type { ChatApi } from '../upstream/chat-api.js'
+import type { Echoes } from '../webhook/echoes.js'
+import type { MailStore, MailboxEntry } from '../webhook/mailbox.js'
 
 export interface LocalHubOptions {
   apis: Map<string, ChatApi>
@@ -33,135 +33,6 @@ export interface LocalHubOptions {
   source?: FeedSourceFactory | undefined
 }
 
-/**
- * Where a feed's upstream events come from: its own upstream long poll (a
- * Poller), or, in a cluster, a stream that one instance polls for all.
- */
-export interface FeedSource {
-  start: () => void
-  stop: () => void
-  /** Flow control: hand over nothing until resume(); nothing is lost meanwhile. */
-  pause: () => void
-  resume: () => void
-  /** The upstream time of the last event handed over. */
-  readonly position: number | undefined
-  readonly isPaused: boolean
-}
-
-export interface FeedSourceOptions {
-  key: FeedKey
-  /**
-   * Where the feed's events begin: right after this delivered event, or,
-   * with an empty hash, with every event stamped from this upstream time on
-   * (a new connection, or a resume from before its first event).
-   */
-  start: CursorPosition
-  /** Events the client's other connections had before this one began, stamped at or after its start. */
-  before?: CursorPosition[]
-  log: Log
-  /** The upstream knows the connection now (its first poll reached it): events from here on will come. */
-  onListening: () => void
-  /** New events, in upstream order, each once. */
-  onEvents: (events: FeedEvent[]) => void
-  /** The upstream refused the channel token. */
-  onFatal: (err?: { message: string }) => void
-  /** Whether the events right after `start` follow; called once, when known, if `start` was given. */
-  onStart: (outcome: SubscribeResult) => void
-  /** Events after the last one handed over can no longer be had: every socket of the feed must resume. */
-  onGap: (reason: string) => void
-}
-
-export type FeedSourceFactory = (o: FeedSourceOptions) => FeedSource
-
-interface Buffered {
-  seq: number
-  kind: 'poll' | 'mail'
-  /** The stream position after this frame: what its cursor names. */
-  pos: StreamPosition
-  /** The stream position before this frame. */
-  before: StreamPosition
-  ts: number
-  frame: string
-}
-
-interface SubState {
-  /** Sequence number of the last frame handed to the socket. */
-  lastSeq: number
-  /** The socket's queue is full (or it is catching up): frames wait in `recent`. */
-  behind: boolean
-}
-
-/**
- * One upstream feed and the sockets that share it. It is also what its
- * source reports to (FeedSourceOptions), through methods rather than a
- * closure each, since an idle client costs one of these.
- */
-class Feed implements FeedSourceOptions, PollerSink, Log {
-  readonly key: FeedKey
-  readonly id: string
-  private readonly hub: LocalHub
-  /** Where the source starts (see FeedSourceOptions.start). */
-  readonly start: CursorPosition
-  before: CursorPosition[] | undefined
-  source!: FeedSource
-  subs = new Map<Subscriber, SubState>()
-  /** The most recent events, oldest first: resumes and slow sockets are served from here. */
-  recent: Buffered[] = []
-  seq = 0
-  linger: NodeJS.Timeout | undefined
-  /** Set while a feed started from a cursor waits for its first upstream answer. */
-  starting: { pos: StreamPosition, outcome: Promise<SubscribeResult> } | undefined
-  /** Resolves when the upstream knows the connection; undefined once it does. */
-  listening: Promise<void> | undefined
-  private heard: (() => void) | undefined
-  /** The position of the last frame published. */
-  pos: StreamPosition
-  /** While a new feed reads the mail that came while its client was away, live mail waits here. */
-  mailHold: MailboxEntry[] | undefined
-  private settle: ((o: SubscribeResult) => void) | undefined
-  /** The feed's child logger, made on its first line: most feeds never log. */
-  private child: Log | undefined
-
-  /**
-   * A new feed (no `resume`) starts at `upstreamNow`, the upstream's time as
-   * low as the bridge can know it, so its first poll asks for everything from
-   * the welcome on; a cursor from before any event names a time in the same way.
-   */
-  constructor (hub: LocalHub, id: string, key: FeedKey, resume: StreamPosition | undefined, webhookMark: number, upstreamNow: number) {
-    this.hub = hub
-    this.id = id
-    this.key = key
-    this.start = resume === undefined ? { ts: upstreamNow, hash: '' } : resume.poll ?? { ts: 0, hash: '' }
-    // A new feed's webhook position is "now": a cursor from it never brings back older mail.
-    this.pos = { poll: resume === undefined ? this.start : resume.poll, webhook: resume?.webhook ?? webhookMark }
-    this.listening = new Promise((resolve) => { this.heard = resolve })
-    if (resume !== undefined) {
-      const outcome = this.start.hash !== ''
-        ? new Promise<SubscribeResult>((resolve) => { this.settle = resolve })
-        : this.listening.then(() => ({ resumed: true }))
-      this.starting = { pos: resume, outcome }
-      void outcome.then(() => { this.starting = undefined })
-    }
-  }
-
-  get log (): Log { return this }
-  warn (obj: object, msg: string): void { this.logger().warn(obj, msg) }
-  info (obj: object, msg: string): void { this.logger().info(obj, msg) }
-  private logger (): Log {
-    return (this.child ??= this.hub.childLog({ channel: this.key.channel, clientId: this.key.clientId, cid: this.key.cid }))
-  }
-
-  onEvents (events: FeedEvent[]): void { this.hub.publish(this, events) }
-  onFatal (err?: { message: string }): void { this.hub.rejectChannel(this.key.channel, err?.message) }
-  onStart (outcome: SubscribeResult): void { this.settle?.(outcome) }
-  onListening (): void {
-    this.listening = undefined
-    this.heard?.()
-    this.heard = undefined
-  }
-  onGap (): void { this.hub.loseFeed(this.id, this) }
-}
-
 const OLDER_THAN_KEPT = 'cursor is older than the events kept for this connection'
 const WEBHOOKS_NOT_KEPT = 'webhook events after this cursor are no longer kept'
 
@@ -169,12 +40,28 @@ const WEBHOOKS_NOT_KEPT = 'webhook events after this cursor are no longer kept'
 export class LocalHub implements Hub {
   private readonly o: LocalHubOptions
   private readonly feeds = new Map<string, Feed>()
-  private readonly polling = new Map<string, PollerContext>()
+  private readonly polling: PollerContexts
   private readonly source: FeedSourceFactory
+  private readonly host: FeedHost
 
   constructor (opts: LocalHubOptions) {
     this.o = opts
+    this.polling = new PollerContexts({
+      apis: opts.apis,
+      backoff: { baseMs: opts.backoffBaseMs, maxMs: opts.backoffMaxMs },
+      gate: opts.gate,
+      channelLog: (channel) => opts.log.child({ channel })
+    })
     this.source = opts.source ?? ((s) => this.pollerFor(s))
+    this.host = {
+      cursors: opts.cursors,
+      bufferSize: opts.bufferSize,
+      echoes: opts.webhooks?.echoes,
+      onPublish: opts.onPublish,
+      childLog: (bindings) => opts.log.child(bindings),
+      rejectChannel: (channel, reason) => { this.rejectChannel(channel, reason) },
+      lose: (feed) => { this.loseFeed(feed) }
+    }
   }
 
   async subscribe (key: FeedKey, sub: Subscriber, resume?: StreamPosition): Promise<SubscribeResult> {
@@ -193,11 +80,11 @@ export class LocalHub implements Hub {
         const held = feed.mailHold
         feed.mailHold = undefined
         if (mail === null) {
-          this.publishWebhook(feed, held)
+          feed.publishMail(held)
           return { resumed: false, gap: WEBHOOKS_NOT_KEPT, position }
         }
         const byPos = new Map([...mail, ...held].map((m) => [m.pos, m]))
-        this.publishWebhook(feed, [...byPos.values()].sort((a, b) => a.pos - b.pos))
+        feed.publishMail([...byPos.values()].sort((a, b) => a.pos - b.pos))
       }
       if (feed.starting === undefined) {
         await this.waitListening(feed)
@@ -215,11 +102,11 @@ export class LocalHub implements Hub {
       await this.waitListening(feed)
       return resume === undefined ? { resumed: false, position } : { resumed: true }
     }
-    const covered = this.seqAt(feed, resume)
+    const covered = feed.seqAt(resume)
     if (covered !== undefined) {
       const state = { lastSeq: covered, behind: true }
       feed.subs.set(sub, state)
-      this.replay(feed, sub, state)
+      feed.replay(sub, state)
       return { resumed: true }
     }
     const starting = feed.starting
@@ -235,20 +122,12 @@ export class LocalHub implements Hub {
     return await this.catchUp(feed, sub, resume)
   }
 
-  /** The seq of the last frame in memory that a position covers, if memory reaches back to it. */
-  private seqAt (feed: Feed, pos: StreamPosition): number | undefined {
-    const oldest = feed.recent[0]
-    if (oldest === undefined) return undefined
-    if (samePosition(oldest.before, pos)) return oldest.seq - 1
-    return feed.recent.find((e) => samePosition(e.pos, pos))?.seq
-  }
-
   unsubscribe (key: FeedKey, sub: Subscriber): void {
     const id = feedId(key)
     const feed = this.feeds.get(id)
     if (feed === undefined || !feed.subs.delete(sub)) return
     if (feed.subs.size > 0) {
-      this.pace(feed)
+      feed.pace()
       return
     }
     if (this.o.lingerMs === 0) {
@@ -267,7 +146,7 @@ export class LocalHub implements Hub {
     const feed = this.feeds.get(feedId(key))
     const state = feed?.subs.get(sub)
     if (feed === undefined || state === undefined || !state.behind) return
-    this.replay(feed, sub, state)
+    feed.replay(sub, state)
   }
 
   stats (): HubStats {
@@ -289,7 +168,7 @@ export class LocalHub implements Hub {
     if (api === undefined) throw new Error(`no channel "${key.channel}"`)
     // Before the upstream has answered anything its clock is not known: the connection's start (ts 0) is
     // the one time it surely knows, and its `cid` scopes what that brings.
-    const feed = new Feed(this, id, key, resume, this.o.webhooks?.mailbox.mark() ?? 0, api.traits.upstreamNow() ?? 0)
+    const feed = new Feed(this.host, id, key, resume, this.o.webhooks?.mailbox.mark() ?? 0, api.traits.upstreamNow() ?? 0)
     // From a millisecond early: while the upstream's bound is not known, "from S" is asked as S - 1.
     if (feed.start.hash === '') feed.before = this.deliveredSince(key, feed.start.ts - 1)
     feed.source = this.source(feed)
@@ -313,31 +192,8 @@ export class LocalHub implements Hub {
     return out
   }
 
-  /** A child of the hub's logger (a feed's, made when it first logs). */
-  childLog (bindings: object): Log {
-    return this.o.log.child(bindings)
-  }
-
   private pollerFor (s: FeedSourceOptions): Poller {
-    return new Poller(this.pollingOf(s.key.channel), s.key, s, s.start, s.before)
-  }
-
-  /** What every poller of a channel shares, its failure streak too: an outage is one story, however many pollers see it. */
-  private pollingOf (channel: string): PollerContext {
-    let ctx = this.polling.get(channel)
-    if (ctx === undefined) {
-      const api = this.o.apis.get(channel) as ChatApi
-      ctx = {
-        upstream: api,
-        traits: api.traits,
-        backoffBaseMs: this.o.backoffBaseMs,
-        backoffMaxMs: this.o.backoffMaxMs,
-        gate: this.o.gate,
-        streak: new StreakLog(this.o.log.child({ channel }))
-      }
-      this.polling.set(channel, ctx)
-    }
-    return ctx
+    return new Poller(this.polling.of(s.key.channel), s.key, s, s.start, s.before)
   }
 
   /**
@@ -371,7 +227,7 @@ export class LocalHub implements Hub {
     const fail = (gap: string): SubscribeResult => {
       state.lastSeq = feed.seq
       state.behind = false
-      this.replay(feed, sub, state)
+      feed.replay(sub, state)
       return { resumed: false, gap, position: feed.pos }
     }
     const mail = await this.mailAfter(feed.key, resume.webhook)
@@ -395,21 +251,16 @@ export class LocalHub implements Hub {
     let pos: StreamPosition = { poll: resume.poll, webhook: resume.webhook }
     for (const ev of polled) {
       pos = { poll: { ts: ev.ts, hash: ev.hash }, webhook: pos.webhook }
-      sub.deliver(this.frameOf(feed, pos, ev.json))
+      sub.deliver(feed.frameOf(pos, ev.json))
     }
     for (const m of mail) {
       if (m.pos > webhookLimit) break
       pos = { poll: pos.poll, webhook: m.pos }
-      sub.deliver(this.frameOf(feed, pos, m.json))
+      sub.deliver(feed.frameOf(pos, m.json))
     }
     state.lastSeq = oldest === undefined ? seqNow : oldest.seq - 1
-    this.replay(feed, sub, state)
+    feed.replay(sub, state)
     return { resumed: true }
-  }
-
-  private frameOf (feed: Feed, pos: StreamPosition, json: string): string {
-    const cursor = this.o.cursors.encode(feed.key, pos)
-    return `{"type":"event","cursor":"${cursor}","event":${json}}`
   }
 
   /** Webhook mail of a client after `pos`, or null when some of it may be lost. */
@@ -420,92 +271,12 @@ export class LocalHub implements Hub {
   /** Webhook deliveries for a client: to every feed of that client. */
   deliverWebhook (channel: string, clientId: string, entries: MailboxEntry[]): void {
     for (const feed of this.feeds.values()) {
-      if (feed.key.channel === channel && feed.key.clientId === clientId) this.publishWebhook(feed, entries)
+      if (feed.key.channel === channel && feed.key.clientId === clientId) feed.publishMail(entries)
     }
-  }
-
-  private publishWebhook (feed: Feed, entries: MailboxEntry[]): void {
-    if (feed.mailHold !== undefined) {
-      feed.mailHold.push(...entries)
-      return
-    }
-    for (const m of entries) {
-      if (m.pos <= feed.pos.webhook) continue
-      this.append(feed, 'mail', { poll: feed.pos.poll, webhook: m.pos }, m.ts, m.json)
-    }
-    this.pace(feed)
-  }
-
-  /** New upstream events of a feed (called by the feed). */
-  publish (feed: Feed, events: FeedEvent[]): void {
-    const echoes = this.o.webhooks?.echoes
-    for (const ev of events) {
-      const pos = { poll: { ts: ev.ts, hash: ev.hash }, webhook: feed.pos.webhook }
-      const answer = echoes === undefined ? undefined : answerId(JSON.parse(ev.json) as Record<string, unknown>)
-      if (answer !== undefined && echoes !== undefined) {
-        if (echoes.seenByWebhook(feed.key.channel, feed.key.clientId, answer)) {
-          // Already shown from the webhook: move the position, send nothing.
-          feed.pos = pos
-          continue
-        }
-        echoes.pollDelivered(feed.key.channel, feed.key.clientId, answer)
-      }
-      this.append(feed, 'poll', pos, ev.ts, ev.json)
-    }
-    this.pace(feed)
-  }
-
-  /** Adds one frame to the feed's stream and hands it to every socket that has room. */
-  private append (feed: Feed, kind: Buffered['kind'], pos: StreamPosition, ts: number, json: string): void {
-    const e: Buffered = { seq: ++feed.seq, kind, pos, before: feed.pos, ts, frame: this.frameOf(feed, pos, json) }
-    feed.pos = pos
-    feed.recent.push(e)
-    if (feed.recent.length > Math.max(this.o.bufferSize, 1)) feed.recent.shift()
-    let sent = 0
-    for (const [sub, state] of feed.subs) {
-      if (state.behind) continue
-      state.lastSeq = e.seq
-      sent++
-      if (!sub.deliver(e.frame)) state.behind = true
-    }
-    this.o.onPublish?.(feed.key.channel, ts, sent)
-  }
-
-  /** Sends a socket what it has not had from `recent`; one that fell out of it must resume. */
-  private replay (feed: Feed, sub: Subscriber, state: SubState): void {
-    const first = feed.recent[0]
-    if (first !== undefined && first.seq > state.lastSeq + 1) {
-      feed.subs.delete(sub)
-      sub.tooSlow()
-      this.pace(feed)
-      return
-    }
-    let i = first === undefined ? 0 : state.lastSeq + 1 - first.seq
-    state.behind = false
-    while (i < feed.recent.length) {
-      const e = feed.recent[i++] as Buffered
-      state.lastSeq = e.seq
-      if (!sub.deliver(e.frame)) {
-        state.behind = true
-        break
-      }
-    }
-    this.pace(feed)
-  }
-
-  /**
-   * Lossless back-pressure: when every socket of a feed is behind, the feed
-   * stops polling (the upstream keeps the events) until one has room again.
-   */
-  private pace (feed: Feed): void {
-    let anyReady = feed.subs.size === 0
-    for (const state of feed.subs.values()) if (!state.behind) { anyReady = true; break }
-    if (anyReady) feed.source.resume()
-    else feed.source.pause()
   }
 
   /** The upstream refused the channel token: every feed of the channel ends, its sockets close with 4502. */
-  rejectChannel (channel: string, reason = 'the channel token was refused'): void {
+  private rejectChannel (channel: string, reason = 'the channel token was refused'): void {
     this.o.apis.get(channel)?.traits.refuse(reason)
     for (const [id, feed] of this.feeds) {
       if (feed.key.channel !== channel) continue
@@ -516,7 +287,8 @@ export class LocalHub implements Hub {
   }
 
   /** The feed's source lost events: its sockets close with 4409 and resume, which tells each what it missed. */
-  loseFeed (id: string, feed: Feed): void {
+  private loseFeed (feed: Feed): void {
+    const id = feed.id
     if (this.feeds.get(id) !== feed) return
     const subs = [...feed.subs.keys()]
     this.endFeed(id, feed)

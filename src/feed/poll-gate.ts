@@ -1,3 +1,5 @@
+import { TokenBucket } from '../lib/token-bucket.js'
+
 /** One poll waiting for its turn to start. */
 export interface GateWaiter { admitted: () => void }
 
@@ -8,29 +10,21 @@ export interface GateWaiter { admitted: () => void }
  * served in order; a waiter whose poll is stopped leaves the queue.
  */
 export class PollGate {
-  private tokens: number
-  private readonly perSecond: number
-  private readonly burst: number
+  private readonly bucket: TokenBucket
   private readonly queue: GateWaiter[] = []
   private timer: NodeJS.Timeout | undefined
-  private last: number
   private readonly now: () => number
 
   constructor (perSecond: number, burst: number, now: () => number = Date.now) {
-    this.perSecond = perSecond
-    this.burst = burst
-    this.tokens = burst
+    this.bucket = new TokenBucket(perSecond, burst, now())
     this.now = now
-    this.last = now()
   }
 
   get waiting (): number { return this.queue.length }
 
   /** Queues a waiter; its admitted() is called when its turn comes (at once when a token is free). */
   enter (w: GateWaiter): void {
-    this.refill()
-    if (this.queue.length === 0 && this.tokens >= 1) {
-      this.tokens -= 1
+    if (this.queue.length === 0 && this.bucket.take(this.now())) {
       w.admitted()
       return
     }
@@ -49,20 +43,12 @@ export class PollGate {
     for (const w of this.queue.splice(0)) w.admitted()
   }
 
-  private refill (): void {
-    const now = this.now()
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond)
-    this.last = now
-  }
-
   private schedule (): void {
     if (this.timer !== undefined) return
-    const wait = Math.max(1, Math.ceil(((1 - this.tokens) / this.perSecond) * 1000))
+    const wait = Math.max(1, this.bucket.waitMs(this.now()))
     this.timer = setTimeout(() => {
       this.timer = undefined
-      this.refill()
-      while (this.queue.length > 0 && this.tokens >= 1) {
-        this.tokens -= 1
+      while (this.queue.length > 0 && this.bucket.take(this.now())) {
         ;(this.queue.shift() as GateWaiter).admitted()
       }
       if (this.queue.length > 0) this.schedule()

@@ -1,10 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
-/**
- * Every Prometheus metric of the bridge, on a registry of its own (so two
- * bridges in one process, as in tests, do not collide). The meaning of each
- * one is in docs/operations.md.
- */
+/** The live state the gauges read at scrape time. */
 export interface MetricSources {
   polls: () => number
   outboundBytes: () => number
@@ -13,6 +9,11 @@ export interface MetricSources {
   refusedChannels: () => string[]
 }
 
+/**
+ * Every Prometheus metric of the bridge, on a registry of its own (so two
+ * bridges in one process, as in tests, do not collide). The meaning of each
+ * one is in docs/operations.md.
+ */
 export class Metrics {
   readonly registry = new Registry()
   readonly hellos = new Counter({ name: 'bridge_hellos_total', help: 'Hellos by result', labelNames: ['channel', 'result'], registers: [this.registry] })

@@ -27,6 +27,7 @@ function channelOf (req: FastifyRequest, names: string[], fallback: string | und
   return names.length === 1 ? names[0] : names.includes('default') ? 'default' : undefined
 }
 
+/** The socket endpoint, /v1/ws: one Session per accepted socket, refused with 503 while the bridge is not ready. */
 export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promise<void> {
   const names = app.bridge.channels.map((c) => c.name)
   // One object for every session: per idle socket, each byte counts.

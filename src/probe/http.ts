@@ -1,5 +1,5 @@
 import { Agent, request } from 'undici'
-import { tokenPath } from '../upstream/chat-api.js'
+import { tokenPath } from '../upstream/json.js'
 import { maskToken } from '../upstream/json.js'
 import { CALL_TIMEOUT_MS } from './limits.js'
 

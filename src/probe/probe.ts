@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { adviceFor } from './advice.js'
 import { probeCidScope } from './cid-scope.js'
-import { probeCursor } from './cursor.js'
+import { probeCursor } from './cursor-probe.js'
 import { probeHistory } from './history.js'
 import { measureHold, unknownHold } from './hold.js'
 import { ProbeHttp } from './http.js'

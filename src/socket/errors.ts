@@ -15,41 +15,8 @@ export const ErrorCode = {
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
 
-export const CloseCode = {
-  NORMAL: 1000,
-  GOING_AWAY: 1001,
-  UNSUPPORTED_DATA: 1003,
-  TOO_LARGE: 1009,
-  INTERNAL_ERROR: 1011,
-  RESTART: 1012,
-  TRY_AGAIN_LATER: 1013,
-  UNAUTHORIZED: 4401,
-  FORBIDDEN_ORIGIN: 4403,
-  UNKNOWN_CHANNEL: 4404,
-  HELLO_TIMEOUT: 4408,
-  TOO_SLOW: 4409,
-  TOO_MANY_FRAMES: 4429,
-  UPSTREAM_REJECTED_CHANNEL: 4502
-} as const
-export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode]
-
-/** The close reasons sent with each code; short, since a close frame holds at most 123 bytes. */
-export const closeReason: Record<CloseCode, string> = {
-  1000: 'bye',
-  1001: 'server going away',
-  1003: 'binary frames are not accepted',
-  1009: 'frame too large',
-  1011: 'internal error',
-  1012: 'server restarting, reconnect and resume',
-  1013: 'server busy, try again later',
-  4401: 'credential missing, invalid or expired',
-  4403: 'origin not allowed',
-  4404: 'no such channel',
-  4408: 'no hello in time',
-  4409: 'too slow to read events',
-  4429: 'too many frames',
-  4502: 'upstream rejects the channel'
-}
+/** The close codes and the reasons sent with them are defined by the client SDK, next to what a client does after each. */
+export { CloseCode, closeReason } from '../client/close-codes.js'
 
 /** An error with a protocol error code, raised by the upstream client and by request handling. */
 export class BridgeError extends Error {

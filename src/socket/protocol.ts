@@ -2,7 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 
 /** The WebSocket subprotocol of protocol v1. */
-export const SUBPROTOCOL = 'chatapi-bridge.v1'
+export { SUBPROTOCOL } from '../client/frames.js'
 
 /** Deepest JSON nesting accepted in a client frame (the upstream gets what we forward). */
 export const MAX_JSON_DEPTH = 32
@@ -91,21 +91,8 @@ export function jsonDepth (value: unknown, limit: number): number {
   return max
 }
 
-/** Frames the server sends, for documentation and for the client SDK's types. */
-export interface WelcomeFrame {
-  type: 'welcome'
-  clientId: string
-  cid: string
-  ticket?: string
-  resumed: boolean
-  gap?: { reason: string }
-  heartbeatMs: number
-  channel: string
-  /** The position this socket's stream starts from, when it did not resume: resume from it if no event came. */
-  cursor?: string
-}
-export interface EventFrame { type: 'event', cursor: string, event: unknown }
-export type ResultFrame =
-  | { type: 'result', id: string, ok: true, result: unknown }
-  | { type: 'result', id: string, ok: false, error: { code: string, message: string, [k: string]: unknown } }
-export interface ErrorFrame { type: 'error', code: string, message: string, id?: string }
+/**
+ * Frames the server sends: the client SDK's definitions are the one source,
+ * so that what the bridge sends and what its client reads cannot drift apart.
+ */
+export type { ErrorFrame, EventFrame, HeartbeatFrame, ResultError, ResultFrame, ServerFrame, UpstreamElement, WelcomeFrame } from '../client/frames.js'

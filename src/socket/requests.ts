@@ -1,8 +1,9 @@
 import { BridgeError, ErrorCode } from './errors.js'
-import type { RequestFrame } from './protocol.js'
+import type { RequestFrame, ResultError, ResultFrame } from './protocol.js'
 import { TtlCache } from '../lib/ttl-cache.js'
 import { callFor } from '../upstream/calls.js'
-import { isChannelRejected, type ChatApi } from '../upstream/chat-api.js'
+import type { ChatApi } from '../upstream/chat-api.js'
+import { isChannelRejected } from '../upstream/upstream-answers.js'
 import { clientKey } from '../lib/client-key.js'
 
 export interface RequestContext { channel: string, clientId: string, cid: string }
@@ -17,11 +18,11 @@ const TRANSIENT = new Set<string>([ErrorCode.UPSTREAM_UNAVAILABLE, ErrorCode.SHU
 /**
  * Where results are kept for resends. `once` runs `run` at most once per key
  * while its result is kept: a concurrent or later call with the same key gets
- * the same frame. A frame that `keep` refuses is not kept, so a resend runs
+ * the same result. A result that `keep` refuses is not kept, so a resend runs
  * again. The in-process cache is the default; a cluster keeps them in Redis.
  */
 export interface ResultCache {
-  once: (key: string, run: () => Promise<string>, keep: (frame: string) => boolean) => Promise<string>
+  once: (key: string, run: () => Promise<ResultFrame>, keep: (result: ResultFrame) => boolean) => Promise<ResultFrame>
 }
 
 /** Runs the sends of one lane (one client) one at a time, in the order they came. */
@@ -43,20 +44,20 @@ export interface RequestsOptions {
 
 /** Results kept in this process; a pending result is shared by every request that asks meanwhile. */
 export class MemoryResultCache implements ResultCache {
-  private readonly results: TtlCache<Promise<string>>
+  private readonly results: TtlCache<Promise<ResultFrame>>
 
   constructor (ttlMs: number, max: number) {
     this.results = new TtlCache(ttlMs, max)
   }
 
-  async once (key: string, run: () => Promise<string>, keep: (frame: string) => boolean): Promise<string> {
+  async once (key: string, run: () => Promise<ResultFrame>, keep: (result: ResultFrame) => boolean): Promise<ResultFrame> {
     const known = this.results.get(key)
     if (known !== undefined) return await known
     const pending = run()
     this.results.set(key, pending)
-    const frame = await pending
-    if (!keep(frame) && this.results.get(key) === pending) this.results.delete(key)
-    return frame
+    const result = await pending
+    if (!keep(result) && this.results.get(key) === pending) this.results.delete(key)
+    return result
   }
 }
 
@@ -96,20 +97,20 @@ export class Requests {
   /** Stops taking new upstream calls; what is in flight still answers. */
   shutdown (): void { this.closing = true }
 
-  /** The `result` frame for a request, as JSON. */
-  async handle (ctx: RequestContext, req: RequestFrame): Promise<string> {
+  /** The `result` frame for a request. */
+  async handle (ctx: RequestContext, req: RequestFrame): Promise<ResultFrame> {
     const key = clientKey(ctx.channel, ctx.clientId, req.id)
-    const once = async (): Promise<string> => await this.results.once(key, async () => await this.run(ctx, req), keepable)
+    const once = async (): Promise<ResultFrame> => await this.results.once(key, async () => await this.run(ctx, req), keepable)
     try {
       // A shared result store answers lookups of different ids in any order: keep the client's own order first.
       return isSend(req) ? await this.arrivals.run(laneOf(ctx), once) : await once()
     } catch (err) {
       // The result store failed (a shared store that is down): nothing went upstream, so a resend may run it.
-      return JSON.stringify({ type: 'result', id: req.id, ok: false, error: errorBody(err) })
+      return { type: 'result', id: req.id, ok: false, error: errorBody(err) }
     }
   }
 
-  private async run (ctx: RequestContext, req: RequestFrame): Promise<string> {
+  private async run (ctx: RequestContext, req: RequestFrame): Promise<ResultFrame> {
     try {
       if (this.closing) throw new BridgeError(ErrorCode.SHUTTING_DOWN, 'the bridge is shutting down')
       const api = this.o.apis.get(ctx.channel)
@@ -119,11 +120,11 @@ export class Requests {
       const result = isSend(req)
         ? await this.lanes.run(laneOf(ctx), exec)
         : await exec()
-      return JSON.stringify({ type: 'result', id: req.id, ok: true, result })
+      return { type: 'result', id: req.id, ok: true, result }
     } catch (err) {
       // Let the result reach the socket first; then the channel's sockets close with 4502.
       if (isChannelRejected(err)) setImmediate(() => { this.o.onChannelRejected(ctx.channel, (err as Error).message) })
-      return JSON.stringify({ type: 'result', id: req.id, ok: false, error: errorBody(err) })
+      return { type: 'result', id: req.id, ok: false, error: errorBody(err) }
     }
   }
 
@@ -138,17 +139,16 @@ function laneOf (ctx: RequestContext): string {
 }
 
 /** A result worth keeping for resends: every success and every failure that a retry would not change. */
-function keepable (frame: string): boolean {
-  if (!frame.includes('"ok":false')) return true
-  const error = (JSON.parse(frame) as { error: { code: string, status?: unknown } }).error
+function keepable (result: ResultFrame): boolean {
+  if (result.ok) return true
   // "Too many requests" is no answer to the request: a resend after Retry-After must reach the upstream.
-  return !TRANSIENT.has(error.code) && error.status !== 429
+  return !TRANSIENT.has(result.error.code) && result.error.status !== 429
 }
 
-export function errorBody (err: unknown): { code: string, message: string, [k: string]: unknown } {
+export function errorBody (err: unknown): ResultError {
   if (err instanceof BridgeError) {
-    const body: { code: string, message: string, [k: string]: unknown } = { code: err.code, message: err.message }
-    if (err.details?.status !== undefined) body.status = err.details.status
+    const body: ResultError = { code: err.code, message: err.message }
+    if (typeof err.details?.status === 'number') body.status = err.details.status
     if (err.details?.upstreamError !== undefined) body.upstreamError = err.details.upstreamError
     // A 429's Retry-After reaches the client, which is the one to try again (a send is not retried for it).
     if (typeof err.details?.retryAfterMs === 'number') body.retryAfterMs = err.details.retryAfterMs

@@ -5,8 +5,10 @@ import { AuthError, type Authenticator } from './auth.js'
 import { CloseCode, closeReason, ErrorCode } from './errors.js'
 import type { FeedKey, Hub, Subscriber } from '../feed/hub.js'
 import type { CursorCodec, StreamPosition } from '../feed/cursor.js'
-import { checkFrame, isRequestType, jsonDepth, MAX_JSON_DEPTH, type HelloFrame, type RequestFrame, type WelcomeFrame } from './protocol.js'
+import { checkFrame, isRequestType, type HelloFrame, type RequestFrame, type WelcomeFrame } from './protocol.js'
+import { idOf, readFrame, requestProblem, unknownType } from './inbound.js'
 import type { Requests } from './requests.js'
+import { TokenBucket } from '../lib/token-bucket.js'
 import type { Metrics } from '../plugins/metrics.js'
 import { ChannelRefusedError, FeedLimitError } from '../feed/hub.js'
 
@@ -37,6 +39,12 @@ export interface SessionDeps {
   metrics?: Metrics | undefined
 }
 
+/**
+ * Where a socket is: waiting for its hello, being welcomed (events that come
+ * meanwhile queue behind the welcome), open, or closed.
+ */
+type SessionState = 'hello' | 'welcoming' | 'open' | 'closed'
+
 /** Bad frames in a row after which the socket is closed: one mistake is answered, a stream of them is abuse. */
 const MAX_BAD_FRAMES = 10
 
@@ -45,7 +53,7 @@ export class Session implements Subscriber {
   private readonly ws: WebSocket
   private readonly d: SessionDeps
   readonly channel: string
-  private state: 'hello' | 'welcoming' | 'open' | 'closed' = 'hello'
+  private state: SessionState = 'hello'
   private key: FeedKey | undefined
   /** The socket's child logger, made on first use (see `log`). */
   private logger: FastifyBaseLogger | undefined
@@ -57,8 +65,7 @@ export class Session implements Subscriber {
   private missedPongs = 0
   /** Since when the outbound queue has been full; 0 when it has room. */
   private behindSince = 0
-  private tokens: number
-  private lastRefill = Date.now()
+  private readonly bucket: TokenBucket
   private limitedInRow = 0
   /** The part of the heartbeat period this socket is pinged in (kept by Sessions). */
   heartbeatSlice: Set<Session> | undefined
@@ -68,7 +75,7 @@ export class Session implements Subscriber {
     this.channel = channel
     this.d = deps
     deps.registry.add(this)
-    this.tokens = deps.rateLimitBurst
+    this.bucket = new TokenBucket(deps.rateLimitPerS, deps.rateLimitBurst, Date.now())
     this.helloTimer = setTimeout(helloTimedOut, deps.helloTimeoutMs, this)
     // Module functions rather than closures: an idle socket should cost as little as it can.
     ;(ws as SessionSocket)[kSession] = this
@@ -104,6 +111,9 @@ export class Session implements Subscriber {
 
   /** A getter, so that checks after an await are not narrowed away by the compiler. */
   get closed (): boolean { return this.state === 'closed' }
+
+  /** The one place the state changes: hello → welcoming → open, and closed from any of them. */
+  private to (state: SessionState): void { this.state = state }
 
   /** Bytes written to this socket that the client has not taken yet. */
   get bufferedBytes (): number { return this.ws.bufferedAmount }
@@ -181,7 +191,7 @@ export class Session implements Subscriber {
 
   private onClosed (): void {
     if (this.state === 'closed') return
-    this.state = 'closed'
+    this.to('closed')
     clearTimeout(this.helloTimer)
     this.helloTimer = undefined
     this.pending = undefined
@@ -202,32 +212,18 @@ export class Session implements Subscriber {
       this.close(CloseCode.UNSUPPORTED_DATA)
       return
     }
-    let frame: unknown
-    try {
-      frame = JSON.parse(data.toString())
-    } catch {
-      this.badFrame('frame is not valid JSON')
-      return
-    }
-    if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) {
-      this.badFrame('frame must be a JSON object')
-      return
-    }
-    const type = (frame as { type?: unknown }).type
-    if (typeof type !== 'string') {
-      this.badFrame('frame has no string "type"')
-      return
-    }
-    if (jsonDepth(frame, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
-      this.badFrame(`frame is nested deeper than ${MAX_JSON_DEPTH} levels`, idOf(frame))
+    const read = readFrame(data.toString())
+    if ('problem' in read) {
+      this.badFrame(read.problem, read.id)
       return
     }
     this.missedPongs = 0
+    const { type, frame } = read
     if (type === 'pong') return
     if (type === 'ping') { this.send('{"type":"pong"}'); return }
     if (type === 'hello') { this.onHello(frame); return }
     if (!isRequestType(type)) {
-      this.badFrame(`unknown type "${type.slice(0, 40)}"`, idOf(frame))
+      this.badFrame(unknownType(type), idOf(frame))
       return
     }
     this.onRequest(frame as RequestFrame)
@@ -240,17 +236,9 @@ export class Session implements Subscriber {
       else this.badFrame('send hello and wait for welcome first')
       return
     }
-    if ('clientId' in frame) {
-      this.badFrame('clientId comes from the session; leave it out of requests', id)
-      return
-    }
-    const problem = checkFrame(frame.type, frame)
-    if (problem !== null) {
-      this.badFrame(`${frame.type}: ${problem}`, id)
-      return
-    }
-    if ((frame.type === 'send' || frame.type === 'sendAsync') && (frame.query === undefined) === (frame.event === undefined)) {
-      this.badFrame(`${frame.type}: give exactly one of "query" and "event"`, id)
+    const problem = requestProblem(frame)
+    if (problem !== undefined) {
+      this.badFrame(problem, id)
       return
     }
     this.badFrames = 0
@@ -267,8 +255,8 @@ export class Session implements Subscriber {
     const key = this.key as FeedKey
     this.d.requests.handle({ channel: this.channel, clientId: key.clientId, cid: key.cid }, frame).then(
       (result) => {
-        this.d.metrics?.requests.inc({ type: frame.type, result: result.includes('"ok":true') ? 'ok' : 'error' })
-        this.send(result)
+        this.d.metrics?.requests.inc({ type: frame.type, result: result.ok ? 'ok' : 'error' })
+        this.send(JSON.stringify(result))
       },
       (err: unknown) => { this.log.error({ err }, 'request handling failed') }
     )
@@ -284,7 +272,7 @@ export class Session implements Subscriber {
       this.badFrame(`hello: ${problem}`)
       return
     }
-    this.state = 'welcoming'
+    this.to('welcoming')
     clearTimeout(this.helloTimer)
     // A cleared timer kept in a field still holds its object and arguments for the socket's life.
     this.helloTimer = undefined
@@ -353,7 +341,7 @@ export class Session implements Subscriber {
     this.send(JSON.stringify(welcome))
     const queued = this.pending
     this.pending = undefined
-    this.state = 'open'
+    this.to('open')
     if (queued !== undefined) for (const f of queued) this.send(f)
     this.d.metrics?.hellos.inc({ channel: this.channel, result: 'welcome' })
     if (hello.resume !== undefined) this.d.metrics?.resumes.inc({ outcome: sub.resumed ? 'resumed' : 'gap' })
@@ -363,12 +351,7 @@ export class Session implements Subscriber {
 
   /** A token bucket per socket: a burst is fine, a sustained flood is not. */
   private admit (): boolean {
-    const now = Date.now()
-    this.tokens = Math.min(this.d.rateLimitBurst, this.tokens + ((now - this.lastRefill) / 1000) * this.d.rateLimitPerS)
-    this.lastRefill = now
-    if (this.tokens < 1) return false
-    this.tokens -= 1
-    return true
+    return this.bucket.take(Date.now())
   }
 
   private badFrame (message: string, id?: string): void {
@@ -395,8 +378,3 @@ function onWsMessage (this: WebSocket, data: RawData, isBinary: boolean): void {
 function onWsPong (this: WebSocket): void { sessionOf(this).onPong() }
 function onWsClose (this: WebSocket, code: number): void { sessionOf(this).onSocketClose(code) }
 function onWsError (this: WebSocket, err: Error): void { sessionOf(this).onSocketError(err) }
-
-function idOf (frame: object): string | undefined {
-  const id = (frame as { id?: unknown }).id
-  return typeof id === 'string' && id.length > 0 && id.length <= 64 ? id : undefined
-}

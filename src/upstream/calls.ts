@@ -68,6 +68,12 @@ export function eventsCall (q: EventsQuery): UpstreamCall {
  * with no zone; no zone means UTC (`Date.parse` alone would read it as local
  * time). An epoch number is taken too: milliseconds, or seconds when it is
  * too small to be milliseconds of this century.
+ *
+ * The client SDK's parseTimestamp reads the same formats but is no drop-in:
+ * it takes more (epoch 0, numeric strings, `+03`, a comma fraction, blanks
+ * around the time, any fraction length), rounds epoch seconds where this
+ * floors them, and refuses what only `Date.parse` reads. Events and cursors
+ * are stamped by this one, so what the bridge accepts stays as it is.
  */
 export function parseUpstreamTime (value: unknown): number | undefined {
   if (typeof value === 'number') {

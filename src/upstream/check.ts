@@ -1,9 +1,14 @@
 import { BridgeError } from '../socket/errors.js'
-import { isChannelRejected, type ChatApi } from './chat-api.js'
+import type { ChatApi } from './chat-api.js'
+import { callFor, type UpstreamCall } from './calls.js'
+import { isChannelRejected } from './upstream-answers.js'
 import type { TraitsLog } from './traits.js'
 
 /** A clientId that no person has: the check reads its unread count, which changes nothing upstream. */
 export const CHECK_CLIENT = 'chatapi-bridge-check'
+
+/** The unread-count call of CHECK_CLIENT, under a name of its own in logs and metrics. */
+const CHECK_CALL: UpstreamCall = { ...callFor({ type: 'unreadCount', id: 'check' }, CHECK_CLIENT, ''), name: 'check' }
 
 /**
  * One cheap call per channel at start-up, so that an operator learns at once
@@ -13,7 +18,7 @@ export const CHECK_CLIENT = 'chatapi-bridge-check'
  */
 export async function checkChannel (api: ChatApi, log: TraitsLog): Promise<'accepted' | 'refused' | 'unknown'> {
   try {
-    await api.call({ name: 'check', method: 'GET', path: `/client/${CHECK_CLIENT}/message-not-read-count` })
+    await api.call(CHECK_CALL)
     api.traits.accepted()
     log.info({ upstream: api.origin }, 'upstream accepts the channel token')
     return 'accepted'

@@ -1,6 +1,15 @@
 const REDACTED = '[redacted]'
 
 /**
+ * The token as a path segment: characters that would end the segment or the
+ * path are escaped; the rest, `:` included, goes as it is, as the platform's
+ * own clients send it.
+ */
+export function tokenPath (token: string): string {
+  return token.replace(/[/?#%\s]/g, (c) => encodeURIComponent(c))
+}
+
+/**
  * Every form in which the channel token can come back from the upstream: as
  * it is, trimmed, and percent-encoded (a server that echoes the request's
  * path or URL). Longest first, so that no shorter form leaves a piece of a
@@ -26,6 +35,8 @@ function formsOf (token: string): string[] {
     forms.add(encodeURIComponent(t))
     forms.add(encodeURI(t))
     forms.add(encodeURIComponent(t).toLowerCase())
+    // The form the bridge itself puts in the request's path, which a server may echo.
+    forms.add(tokenPath(t))
   }
   return [...forms].sort((a, b) => b.length - a.length)
 }

@@ -2,6 +2,7 @@ import { eventHash } from '../feed/cursor.js'
 import { parseUpstreamTime } from '../upstream/calls.js'
 import { parseUpstreamJson } from '../upstream/json.js'
 import type { Echoes } from './echoes.js'
+import { TokenBucket } from '../lib/token-bucket.js'
 import type { MailStore, NewMail } from './mailbox.js'
 
 export interface InboxAnswer { status: number, body: Record<string, unknown> }
@@ -29,7 +30,7 @@ const CLIENT_ID = /^[A-Za-z0-9._:@~-]{1,128}$/
  */
 export class WebhookInbox {
   private readonly o: InboxOptions
-  private readonly buckets = new Map<string, { tokens: number, at: number }>()
+  private readonly buckets = new Map<string, TokenBucket>()
   private readonly now: () => number
   /** Objects taken and skipped since start, and deliveries refused. */
   readonly counts = { accepted: 0, duplicates: 0, refused: 0 }
@@ -93,14 +94,12 @@ export class WebhookInbox {
   /** A token bucket per channel: a flood of deliveries gets 429s and the rest of the bridge goes on. */
   private admit (channel: string): boolean {
     const now = this.now()
-    const burst = Math.max(1, this.o.ratePerS * 2)
-    const b = this.buckets.get(channel) ?? { tokens: burst, at: now }
-    b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * this.o.ratePerS)
-    b.at = now
-    this.buckets.set(channel, b)
-    if (b.tokens < 1) return false
-    b.tokens -= 1
-    return true
+    let b = this.buckets.get(channel)
+    if (b === undefined) {
+      b = new TokenBucket(this.o.ratePerS, Math.max(1, this.o.ratePerS * 2), now)
+      this.buckets.set(channel, b)
+    }
+    return b.take(now)
   }
 }
 

@@ -1,0 +1,337 @@
+import { backoffDelay, DEFAULT_BACKOFF, slowDownDelay, type Backoff } from './backoff.js'
+import { BridgeRequestError, ClientErrorCode } from './client-errors.js'
+import type { BridgeClientOptions } from './client-options.js'
+import { systemClock, type Clock } from './clock.js'
+import { CloseCode, closeAction, closeMeaning } from './close-codes.js'
+import { ConnectionStateMachine, type ConnectionState, type StateChange } from './connection-state.js'
+import { Emitter } from './emitter.js'
+import { EventStream } from './event-stream.js'
+import { readError, readEvent, readFrame, readResult, type RawFrame } from './frame-reader.js'
+import { SUBPROTOCOL, type BridgeEvent, type WelcomeFrame } from './frames.js'
+import { PendingRequests } from './pending.js'
+import { ResumeBook } from './resume-book.js'
+import { shut, SOCKET_OPEN, type WebSocketConstructor, type WebSocketLike } from './socket-like.js'
+import { ClientStore, defaultStorage } from './storage.js'
+
+export interface ClientEvents {
+  /** An event the bridge pushed; the cursor moves past it once every listener has run. */
+  event: BridgeEvent
+  state: StateChange
+  welcome: WelcomeFrame
+  /** Continuity was lost (the bridge could not resume): reload what you show from `history()`. */
+  gap: { reason: string }
+  /** Something went wrong that no promise reports: a malformed frame, a listener that threw, a failing `auth` function. */
+  error: Error
+}
+
+/** The code this client closes a socket with when it gives up on it; browsers allow 1000 and 3000-4999. */
+const GIVE_UP_CODE = 4000
+
+type Auth = BridgeClientOptions['auth']
+
+/**
+ * The connection of a client to chatapi-bridge: it connects, says hello,
+ * resumes from the last event it processed after every reconnect, resends
+ * requests that were in flight, and answers each request with a promise.
+ * BridgeClient adds a method for each request of the protocol.
+ */
+export class BridgeConnection extends Emitter<ClientEvents> {
+  private readonly url: string | (() => string)
+  private readonly channel: string | undefined
+  private readonly auth: Auth
+  private readonly all: boolean | undefined
+  private readonly WS: WebSocketConstructor
+  private readonly connectTimeoutMs: number
+  private readonly backoff: Backoff
+  private readonly random: () => number
+  private readonly clock: Clock
+  private readonly machine = new ConnectionStateMachine((change) => { this.emit('state', change) })
+  private readonly resume: ResumeBook
+  private readonly pending: PendingRequests
+  private readonly streams = new Set<EventStream<BridgeEvent>>()
+
+  private ws: WebSocketLike | undefined
+  /** Bumped whenever a socket is abandoned, so that late callbacks of an old attempt do nothing. */
+  private generation = 0
+  /** Failed attempts since the last welcome: the exponent of the backoff. */
+  private attempt = 0
+  private disposed = false
+  private lastWelcome: WelcomeFrame | undefined
+  private socketError: string | undefined
+  private waiters: Array<{ resolve: (w: WelcomeFrame) => void, reject: (err: Error) => void }> = []
+  private reconnectTimer: unknown
+  private connectTimer: unknown
+  private watchdog: unknown
+
+  constructor (options: BridgeClientOptions) {
+    super()
+    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
+    if (WS === undefined) throw new TypeError('no global WebSocket here: pass one as the WebSocket option (in Node, the ws package)')
+    this.WS = WS
+    this.url = options.url
+    this.channel = options.channel
+    this.auth = options.auth
+    this.all = options.all
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 15_000
+    this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff }
+    this.random = options.random ?? Math.random
+    this.clock = options.clock ?? systemClock
+    this.pending = new PendingRequests(this.clock, {
+      timeoutMs: options.requestTimeoutMs ?? 30_000,
+      maxFrameBytes: options.maxFrameBytes ?? 65_536
+    })
+    const namespace = options.storageKey ?? `${typeof options.url === 'function' ? options.url() : options.url}#${options.channel ?? ''}`
+    const store = new ClientStore(options.storage ?? defaultStorage(), namespace)
+    this.resume = new ResumeBook(store, options.cid, options.auth === undefined)
+  }
+
+  get state (): ConnectionState { return this.machine.state }
+  /** The last welcome, once there was one. */
+  get welcome (): WelcomeFrame | undefined { return this.lastWelcome }
+  get clientId (): string | undefined { return this.lastWelcome?.clientId }
+  get cid (): string | undefined { return this.resume.cid }
+
+  /**
+   * Starts connecting (when closed) and resolves at the next welcome. It
+   * keeps trying through failures; it rejects only if the client is closed,
+   * by `close()` or by a close code after which retrying cannot help (4401,
+   * 4403, 4502, 1003, 1009). After such a code, `connect()` may be called
+   * again, with a new credential say.
+   */
+  async connect (): Promise<WelcomeFrame> {
+    if (this.disposed) throw new BridgeRequestError(ClientErrorCode.CLOSED, 'the client was closed')
+    if (this.machine.is('open') && this.lastWelcome !== undefined) return this.lastWelcome
+    const welcomed = new Promise<WelcomeFrame>((resolve, reject) => { this.waiters.push({ resolve, reject }) })
+    if (this.machine.is('closed')) {
+      this.attempt = 0
+      this.machine.to('connecting')
+      void this.openSocket()
+    }
+    return await welcomed
+  }
+
+  /** Closes the connection for good: pending requests reject with CLOSED, event iterators end. */
+  close (): void {
+    if (this.disposed) return
+    this.disposed = true
+    this.stop({ reason: 'closed by the client' }, new BridgeRequestError(ClientErrorCode.CLOSED, 'the client was closed'))
+    for (const s of this.streams) s.end()
+    this.streams.clear()
+  }
+
+  /** Events as an async iterator; it ends when the client is closed. */
+  events (): AsyncIterableIterator<BridgeEvent> {
+    const stream: EventStream<BridgeEvent> = new EventStream(() => { this.streams.delete(stream) })
+    if (this.disposed) stream.end()
+    else this.streams.add(stream)
+    return stream
+  }
+
+  /**
+   * Any request of the protocol by its type. It is sent now when the client
+   * is open, or after the next welcome, and again after every reconnect until
+   * its result comes, always with the same id.
+   */
+  async request (type: string, fields: Record<string, unknown> = {}): Promise<unknown> {
+    if (this.machine.is('closed')) {
+      throw new BridgeRequestError(ClientErrorCode.CLOSED, this.disposed ? 'the client was closed' : 'not connected: call connect() first')
+    }
+    const { frame, result } = this.pending.add(type, fields)
+    if (this.machine.is('open')) this.sendRaw(frame)
+    return await result
+  }
+
+  private async credential (): Promise<string | undefined> {
+    if (typeof this.auth === 'function') return await this.auth()
+    return this.resume.ticket ?? this.auth
+  }
+
+  private socketUrl (): string {
+    const base = typeof this.url === 'function' ? this.url() : this.url
+    if (this.channel === undefined) return base
+    const url = new URL(base)
+    url.searchParams.set('channel', this.channel)
+    return url.toString()
+  }
+
+  private async openSocket (): Promise<void> {
+    if (this.machine.is('closed')) return
+    const gen = ++this.generation
+    let auth: string | undefined
+    try {
+      auth = await this.credential()
+    } catch (err) {
+      if (gen !== this.generation) return
+      this.report(err)
+      this.retry({ reason: 'the auth function failed' })
+      return
+    }
+    if (gen !== this.generation) return
+    let ws: WebSocketLike
+    try {
+      ws = new this.WS(this.socketUrl(), SUBPROTOCOL)
+    } catch (err) {
+      // An invalid URL: a mistake no retry can mend.
+      const reason = `cannot open a socket: ${errorMessage(err)}`
+      this.stop({ reason }, new BridgeRequestError(ClientErrorCode.CLOSED, reason))
+      return
+    }
+    this.ws = ws
+    this.socketError = undefined
+    this.resume.startSocket()
+    ws.onopen = () => {
+      if (ws !== this.ws) return
+      const hello: Record<string, unknown> = { type: 'hello' }
+      if (auth !== undefined) hello.auth = auth
+      Object.assign(hello, this.resume.hello())
+      if (this.all !== undefined) hello.all = this.all
+      ws.send(JSON.stringify(hello))
+    }
+    ws.onmessage = (ev: { data: unknown }) => { if (ws === this.ws) this.onFrame(ev.data) }
+    // Every error is followed by a close event, which is where the client acts.
+    ws.onerror = (ev: { message?: unknown }) => { if (ws === this.ws && typeof ev.message === 'string') this.socketError = ev.message }
+    ws.onclose = (ev: { code: number, reason: string }) => { if (ws === this.ws) this.onClose(ev.code, ev.reason) }
+    this.connectTimer = this.clock.setTimeout(() => { this.abandon('no welcome in time') }, this.connectTimeoutMs)
+  }
+
+  private onFrame (data: unknown): void {
+    const frame = readFrame(data)
+    if (frame instanceof Error) {
+      this.report(frame)
+      return
+    }
+    if (this.machine.is('open')) this.armWatchdog()
+    switch (frame.type) {
+      case 'welcome': this.onWelcome(frame as unknown as WelcomeFrame); break
+      case 'event': this.onEvent(frame); break
+      case 'result': this.onResult(frame); break
+      case 'ping': this.sendRaw('{"type":"pong"}'); break
+      case 'error': this.onErrorFrame(frame); break
+      // 'pong' and types of later versions: a sign of life, nothing more.
+    }
+  }
+
+  private onWelcome (w: WelcomeFrame): void {
+    if (this.machine.is('open')) return
+    this.cancel(this.connectTimer)
+    this.attempt = 0
+    const gap = this.resume.welcome(w, this.lastWelcome !== undefined)
+    this.lastWelcome = w
+    this.armWatchdog()
+    // Requests in flight on the old socket go first, in their order, then whatever listeners send.
+    for (const frame of this.pending.frames()) this.sendRaw(frame)
+    this.machine.to('open')
+    for (const waiter of this.waiters.splice(0)) waiter.resolve(w)
+    // A listener of the state event may have closed the client already.
+    if (!this.machine.is('open')) return
+    this.emit('welcome', w)
+    if (gap !== undefined && this.machine.is('open')) this.emit('gap', gap)
+  }
+
+  private onEvent (frame: RawFrame): void {
+    const ev = readEvent(frame)
+    if (ev instanceof Error) {
+      this.report(ev)
+      return
+    }
+    this.emit('event', ev)
+    for (const s of this.streams) s.push(ev)
+    this.resume.passed(ev.cursor)
+  }
+
+  private onResult (frame: RawFrame): void {
+    const result = readResult(frame)
+    if (result instanceof Error) this.report(result)
+    else this.pending.settle(result)
+  }
+
+  private onErrorFrame (frame: RawFrame): void {
+    const { id, error } = readError(frame)
+    if (id !== undefined && this.pending.fail(id, error)) return
+    this.report(error)
+  }
+
+  private onClose (code: number, reason: string): void {
+    this.detach()
+    const why = reason !== '' ? reason : this.socketError ?? closeMeaning(code)
+    const action = closeAction(code)
+    if (action === 'stop') {
+      if (code === CloseCode.UNAUTHORIZED && typeof this.auth !== 'function') this.resume.dropTicket()
+      this.stop({ code, reason: why }, new BridgeRequestError(ClientErrorCode.CLOSED, `the bridge closed the connection (${code}): ${why}`, { closeCode: code }))
+      return
+    }
+    this.retry({ code, reason: why }, action === 'slow-down' ? slowDownDelay(this.backoff, this.random) : undefined)
+  }
+
+  /** Gives up on the current socket (no welcome, or silence) and tries again. */
+  private abandon (reason: string): void {
+    const ws = this.ws
+    if (ws === undefined) return
+    this.detach()
+    shut(ws, GIVE_UP_CODE, reason, true)
+    this.retry({ reason })
+  }
+
+  private retry (info: { code?: number, reason: string }, delayMs = backoffDelay(this.attempt, this.backoff, this.random)): void {
+    this.attempt++
+    this.cancel(this.reconnectTimer)
+    // Armed before the state event, so that a listener that calls close() also cancels it.
+    this.reconnectTimer = this.clock.setTimeout(() => {
+      this.reconnectTimer = undefined
+      void this.openSocket()
+    }, delayMs)
+    this.machine.to('reconnecting', { ...info, delayMs })
+  }
+
+  /** Ends every attempt and timer, fails what waits, and goes to `closed`. */
+  private stop (info: { code?: number, reason: string }, err: BridgeRequestError): void {
+    this.generation++
+    this.cancel(this.reconnectTimer)
+    this.reconnectTimer = undefined
+    const ws = this.ws
+    this.detach()
+    if (ws !== undefined) shut(ws, CloseCode.NORMAL, 'bye', false)
+    this.pending.failAll(err)
+    for (const waiter of this.waiters.splice(0)) waiter.reject(err)
+    this.machine.to('closed', info)
+  }
+
+  private detach (): void {
+    this.ws = undefined
+    this.cancel(this.connectTimer)
+    this.cancel(this.watchdog)
+    this.connectTimer = undefined
+    this.watchdog = undefined
+  }
+
+  /** The bridge pings every heartbeatMs; two intervals without any frame mean the socket is dead. */
+  private armWatchdog (): void {
+    const heartbeatMs = this.lastWelcome?.heartbeatMs
+    if (typeof heartbeatMs !== 'number' || heartbeatMs <= 0) return
+    this.cancel(this.watchdog)
+    this.watchdog = this.clock.setTimeout(() => { this.abandon('no frame from the bridge for two heartbeats') }, 2 * heartbeatMs)
+  }
+
+  /** Clears a timer of the clock, if one is set: a clock need not take an empty handle. */
+  private cancel (timer: unknown): void {
+    if (timer !== undefined) this.clock.clearTimeout(timer)
+  }
+
+  private sendRaw (frame: string): void {
+    const ws = this.ws
+    // Not open (yet, or any more): a request stays pending and goes out after the next welcome.
+    if (ws !== undefined && ws.readyState === SOCKET_OPEN) ws.send(frame)
+  }
+
+  private report (err: unknown): void {
+    this.emit('error', err instanceof Error ? err : new Error(String(err)))
+  }
+
+  protected override onListenerError (err: unknown, event: string): void {
+    if (event !== 'error') this.report(err)
+  }
+}
+
+function errorMessage (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

@@ -1,0 +1,77 @@
+import { errors as undiciErrors, type Dispatcher } from 'undici'
+
+/** Largest upstream body read; a larger one is a bad response, not a memory problem. */
+export const MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+/**
+ * One upstream exchange, as an undici dispatch handler: it reads the body,
+ * no more than MAX_RESPONSE_BYTES of it (undici bounds HTTP/1.1 bodies
+ * itself, not HTTP/2 ones), and ends in answered() or failed(), once,
+ * unless cancelled first. It knows HTTP, not what the Chat API means by it.
+ */
+export abstract class BodyReader implements Dispatcher.DispatchHandler {
+  protected readonly started = performance.now()
+  private abortFn: ((err: Error) => void) | undefined
+  private status = 0
+  private retryAfter: string | undefined
+  private date: string | undefined
+  private chunks: Buffer[] | undefined
+  private size = 0
+  private settled = false
+
+  /** Ends the exchange; nothing is told of it afterwards. */
+  cancel (): void {
+    if (this.settled) return
+    this.settled = true
+    this.abortFn?.(new undiciErrors.RequestAbortedError())
+  }
+
+  onConnect (abort: (err?: Error) => void): void {
+    if (this.settled) abort(new undiciErrors.RequestAbortedError())
+    else this.abortFn = abort
+  }
+
+  onHeaders (status: number, rawHeaders: Buffer[] | string[] | null): boolean {
+    this.status = status
+    if (rawHeaders !== null) {
+      for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+        const name = String(rawHeaders[i]).toLowerCase()
+        if (name === 'date') this.date = String(rawHeaders[i + 1])
+        else if (name === 'retry-after' && status >= 300) this.retryAfter = String(rawHeaders[i + 1])
+      }
+    }
+    return true
+  }
+
+  onData (chunk: Buffer): boolean {
+    this.size += chunk.length
+    if (this.size > MAX_RESPONSE_BYTES) {
+      this.chunks = undefined
+      this.abortFn?.(new undiciErrors.ResponseExceededMaxSizeError())
+      return false
+    }
+    ;(this.chunks ??= []).push(chunk)
+    return true
+  }
+
+  onComplete (): void {
+    if (this.settled) return
+    this.settled = true
+    const chunks = this.chunks ?? []
+    this.chunks = undefined
+    const text = chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, this.size).toString('utf8')
+    this.answered(this.status, text, this.retryAfter, this.date)
+  }
+
+  onError (err: Error): void {
+    if (this.settled) return
+    this.settled = true
+    this.chunks = undefined
+    // Over HTTP/2 undici reports the abort its own way: the size is the reason.
+    this.failed(this.size > MAX_RESPONSE_BYTES ? new undiciErrors.ResponseExceededMaxSizeError() : err)
+  }
+
+  /** The whole answer: its status, its body as text, and its Retry-After (from 300 up only) and Date headers. */
+  protected abstract answered (status: number, text: string, retryAfter: string | undefined, date: string | undefined): void
+  protected abstract failed (err: unknown): void
+}

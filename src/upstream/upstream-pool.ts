@@ -1,0 +1,69 @@
+import { Client, Pool, type buildConnector } from 'undici'
+
+/** How the upstream connections are made and bounded (UPSTREAM_* settings). */
+export interface UpstreamPoolOptions {
+  /** 'auto': HTTP/2 where TLS (ALPN) offers it; 'h2c': cleartext HTTP/2 by prior knowledge; 'off': HTTP/1.1. */
+  http2: 'auto' | 'h2c' | 'off'
+  /** Other calls over HTTP/2 too, as `http2` says; otherwise over HTTP/1.1, which answers short calls sooner. */
+  callsHttp2?: boolean
+  /** Long polls one HTTP/2 connection carries at most. */
+  streams: number
+  /** Connections for long polls at most. */
+  pollConnections: number
+  /** Connections for every other call at most. */
+  callConnections: number
+}
+
+export const DEFAULT_POOLS: UpstreamPoolOptions = { http2: 'auto', streams: 100, pollConnections: 4000, callConnections: 64 }
+
+/** The connections of one origin's long polls: multiplexed over HTTP/2 where the upstream speaks it. */
+export function pollPool (origin: string, o: UpstreamPoolOptions): Pool {
+  return upstreamPool(origin, o, o.streams, o.pollConnections)
+}
+
+/**
+ * The connections of one origin's other calls, apart from the polls so that
+ * none waits behind a held poll. undici sends a non-idempotent request
+ * (POST) on a connection only when nothing else runs on it, so calls take
+ * one stream each.
+ */
+export function callPool (origin: string, o: UpstreamPoolOptions): Pool {
+  return upstreamPool(origin, o.callsHttp2 === true ? o : { ...o, http2: 'off' }, 1, o.callConnections)
+}
+
+/**
+ * A bounded pool of connections to one upstream origin. Over HTTP/2 a
+ * connection carries up to `streams` requests at once; over HTTP/1.1 only
+ * one, since undici would otherwise pipeline long polls one behind another.
+ * Which protocol a connection speaks is known once it is up (TLS ALPN), so
+ * each connection sets its own depth then; new ones start from the last
+ * protocol seen.
+ */
+function upstreamPool (origin: string, o: UpstreamPoolOptions, streams: number, connections: number): Pool {
+  let h2: boolean | undefined = o.http2 === 'h2c' ? true : o.http2 === 'off' ? false : undefined
+  return new Pool(origin, {
+    connections,
+    allowH2: o.http2 !== 'off',
+    // useH2c is read by undici's connector but missing from its types.
+    connect: (o.http2 === 'h2c' ? { useH2c: true } : {}) as buildConnector.BuildOptions,
+    keepAliveTimeout: 30_000,
+    factory: (url, opts) => {
+      const base = (opts as { connect: buildConnector.connector }).connect
+      const depth = (isH2: boolean | undefined): number => isH2 === true ? streams : 1
+      const client: Client = new Client(url, {
+        ...opts,
+        pipelining: depth(h2),
+        maxConcurrentStreams: Math.max(streams, 100),
+        connect: (options, callback) => {
+          base(options, (err, socket) => {
+            if (err !== null) return callback(err, null)
+            h2 = (socket as { alpnProtocol?: string | false }).alpnProtocol === 'h2'
+            client.pipelining = depth(h2)
+            callback(null, socket)
+          })
+        }
+      })
+      return client
+    }
+  })
+}

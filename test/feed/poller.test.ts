@@ -1,0 +1,173 @@
+import t from 'tap'
+import { Poller, type PollerSink } from '../../src/feed/poller.js'
+import type { FeedEvent } from '../../src/feed/event.js'
+import { ChannelTraits } from '../../src/upstream/traits.js'
+import type { PollUpstream } from '../../src/upstream/poll-upstream.js'
+import type { CursorPosition } from '../../src/feed/cursor.js'
+import { BridgeError, ErrorCode } from '../../src/socket/errors.js'
+
+/** A scripted upstream: each poll takes the next answer; `ts` asked is recorded. */
+function scripted (answers: Array<Array<Record<string, unknown>> | BridgeError>) {
+  const asked: Array<number | undefined> = []
+  let i = 0
+  let stopper: (() => void) | undefined
+  const upstream: PollUpstream = {
+    poll: (_q, ts, sink) => {
+      asked.push(ts)
+      const a = answers[i++]
+      let cancelled = false
+      if (a === undefined) {
+        // Out of script: hold like a long poll until cancelled.
+        stopper?.()
+        return { cancel: () => {} }
+      }
+      setImmediate(() => {
+        if (cancelled) return
+        if (a instanceof BridgeError) sink.pollFailed(a)
+        else sink.pollAnswered(a)
+      })
+      return { cancel: () => { cancelled = true } }
+    }
+  }
+  const done = new Promise<void>((resolve) => { stopper = resolve })
+  return { upstream, asked, done }
+}
+
+const Q = { clientId: 'c1', cid: 'x1', all: true }
+
+function make (s: { upstream: PollUpstream }, sink: Partial<PollerSink>, o: { backoffMaxMs?: number, start?: CursorPosition, traits?: ChannelTraits } = {}): Poller {
+  return new Poller({ upstream: s.upstream, traits: o.traits ?? new ChannelTraits(), backoff: { baseMs: 1, maxMs: o.backoffMaxMs ?? 2 } }, Q, { onEvents: () => {}, onFatal: () => {}, log: quiet, ...sink }, o.start ?? { ts: 0, hash: '' })
+}
+
+const ev = (iso: string, text: string): Record<string, unknown> => ({ type: 'agentResponse', event: { timestamp: iso, text } })
+const quiet = { warn: () => {}, info: () => {} }
+
+t.test('inclusive boundary is de-duplicated and an idle poll asks from T+1', async (t) => {
+  const T = '2026-01-01T00:00:00.100'
+  const ms = Date.parse(T + 'Z')
+  const s = scripted([
+    [ev(T, 'a'), ev(T, 'b')],
+    [ev(T, 'a'), ev(T, 'b'), ev(T, 'c')], // a late event of the same millisecond
+    [ev(T, 'a'), ev(T, 'b'), ev(T, 'c')] // nothing new: T is complete
+  ])
+  const got: FeedEvent[] = []
+  const p = make(s, { onEvents: (e) => got.push(...e) })
+  p.start()
+  await s.done
+  p.stop()
+  t.same(got.map((e) => JSON.parse(e.json).event.text), ['a', 'b', 'c'])
+  // Until the bound is known to be inclusive, "from T" is asked as T - 1, which is right either way.
+  t.same(s.asked, [0, ms - 1, ms - 1, ms])
+})
+
+t.test('duplicated and reordered answers deliver each event once, in time order', async (t) => {
+  const s = scripted([
+    [ev('2026-01-01T00:00:00.300', 'c'), ev('2026-01-01T00:00:00.100', 'a'), ev('2026-01-01T00:00:00.100', 'a'), ev('2026-01-01T00:00:00.200', 'b')],
+    [ev('2026-01-01T00:00:00.100', 'a'), ev('2026-01-01T00:00:00.300', 'c')]
+  ])
+  const got: string[] = []
+  const p = make(s, { onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)) })
+  p.start()
+  await s.done
+  p.stop()
+  t.same(got, ['a', 'b', 'c'])
+})
+
+t.test('failures are retried with backoff from the last position; a streak is logged once', async (t) => {
+  const warns: string[] = []
+  const infos: string[] = []
+  const fail = new BridgeError(ErrorCode.UPSTREAM_UNAVAILABLE, 'down', { status: 503 })
+  const s = scripted([[ev('2026-01-01T00:00:00.100', 'a')], fail, fail, fail, [ev('2026-01-01T00:00:00.100', 'a'), ev('2026-01-01T00:00:00.200', 'b')]])
+  const got: string[] = []
+  const p = make(s, {
+    onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)),
+    log: { warn: (_o, m) => warns.push(m), info: (_o, m) => infos.push(m) }
+  }, { backoffMaxMs: 4 })
+  p.start()
+  await s.done
+  p.stop()
+  t.same(got, ['a', 'b'])
+  t.equal(warns.length, 1, 'one warning for the streak')
+  t.equal(infos.length, 1, 'one recovery line')
+  const ms = Date.parse('2026-01-01T00:00:00.100Z')
+  t.same(s.asked.slice(1, 5), [ms - 1, ms - 1, ms - 1, ms - 1], 'retries ask from the last delivered time, inclusive')
+})
+
+t.test('a 401 stops polling and reports the channel as rejected', async (t) => {
+  const s = scripted([new BridgeError(ErrorCode.UPSTREAM_REJECTED, 'no', { status: 401, call: 'events' })])
+  let reported: (e: BridgeError) => void = () => {}
+  const fatal = new Promise<BridgeError>((resolve) => { reported = resolve })
+  const p = make(s, { onEvents: () => {}, onFatal: (e) => { reported(e) } })
+  p.start()
+  t.equal((await fatal).details?.status, 401)
+  t.equal(p.stopped, true)
+  t.equal(s.asked.length, 1, 'no retry against a refused token')
+})
+
+t.test('starting from a cursor skips through its event, or reports a gap', async (t) => {
+  const T = '2026-01-01T00:00:00.100'
+  const ms = Date.parse(T + 'Z')
+  const first = ev(T, 'a')
+  const { eventHash } = await import('../../src/feed/cursor.js')
+  const hash = eventHash(JSON.stringify(first))
+  const s = scripted([[first, ev(T, 'b'), ev('2026-01-01T00:00:00.200', 'c')]])
+  const got: string[] = []
+  let outcome: unknown
+  const p = make(s, { onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)), onStart: (o) => { outcome = o } }, { start: { ts: ms, hash } })
+  p.start()
+  await s.done
+  p.stop()
+  t.same(outcome, { resumed: true })
+  t.same(got, ['b', 'c'])
+  t.equal(s.asked[0], ms - 1)
+
+  const s2 = scripted([[ev(T, 'b')]])
+  let outcome2: { resumed: boolean, gap?: string } | undefined
+  const got2: string[] = []
+  const p2 = make(s2, { onEvents: (e) => got2.push(...e.map((x) => JSON.parse(x.json).event.text)), onStart: (o) => { outcome2 = o } }, { start: { ts: ms, hash } })
+  p2.start()
+  await s2.done
+  p2.stop()
+  t.equal(outcome2?.resumed, false)
+  t.match(outcome2?.gap, /no longer/)
+  t.same(got2, [], 'what the client will reload from history is not replayed')
+})
+
+t.test('a full page is followed at once by the next, asked by time', async (t) => {
+  const T = '2026-01-01T00:00:00.100'
+  const page = Array.from({ length: 250 }, (_, i) => ev(T, `p${i}`))
+  const rest = Array.from({ length: 30 }, (_, i) => ev(T, `p${250 + i}`))
+  const s = scripted([page, rest, [...page.slice(0, 10)]])
+  const got: string[] = []
+  const p = make(s, { onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)) })
+  p.start()
+  await s.done
+  p.stop()
+  t.equal(got.length, 280, 'all 280 events of the millisecond')
+  t.equal(new Set(got).size, 280)
+  const ms = Date.parse(T + 'Z')
+  t.same(s.asked.slice(0, 3), [0, ms - 1, ms - 1], 'never on the server-side cursor')
+})
+
+t.test('a poll that fails before poll() returns is retried, and so is one answered at once', async (t) => {
+  const asked: Array<number | undefined> = []
+  let held: (() => void) | undefined
+  const done = new Promise<void>((resolve) => { held = resolve })
+  const upstream: PollUpstream = {
+    poll: (_q, ts, sink) => {
+      asked.push(ts)
+      // Every answer comes before poll() returns, as from a dispatcher that fails at once.
+      if (asked.length === 1) sink.pollFailed(new BridgeError(ErrorCode.UPSTREAM_UNAVAILABLE, 'closed'))
+      else if (asked.length === 2) sink.pollAnswered([ev('2026-01-01T00:00:00.100', 'a')])
+      else held?.()
+      return { cancel: () => {} }
+    }
+  }
+  const got: string[] = []
+  const p = make({ upstream }, { onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text)) })
+  p.start()
+  await done
+  p.stop()
+  t.same(got, ['a'])
+  t.ok(asked.length >= 3, 'it kept polling')
+})

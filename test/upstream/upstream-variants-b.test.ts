@@ -1,0 +1,9 @@
+import t from 'tap'
+import type { ProfileName } from '../../src/emulator/index.js'
+import { coreScenarios } from '../fixtures/variants.js'
+
+// The core scenarios against readings of the Chat API that public evidence allows (see test/fixtures/variants.ts).
+const VARIANTS: ProfileName[][] = [['whole-seconds'], ['second-stamps'], ['zoned'], ['late-stamps']]
+
+t.jobs = 6
+for (const profiles of VARIANTS) coreScenarios(t, profiles)
