@@ -30,33 +30,33 @@ export async function probeCursor (http: ProbeHttp, clientId: string, settleMs: 
   const fromB = await b.taken(turn)
   const fromC = await c.taken(turn)
   if (fromB === undefined || fromC === undefined) return 'unknown'
-  if ([...fromB].some(id => fromC.has(id))) return 'per-cid'
+  if ([...fromB].some((id) => fromC.has(id))) return 'per-cid'
   return fromB.size + fromC.size > 0 ? 'per-client' : 'unknown'
 }
 
 /** One cid's poll from the server-side cursor, and whether it was answered before the probe's message. */
 class CursorPoll {
   readonly first: Promise<PollResult>
-  #settled = false
-  #early = false
+  private settled = false
+  private early = false
 
   constructor (private readonly http: ProbeHttp, private readonly clientId: string, private readonly cid: string, timeoutMs: number) {
     this.first = poll(http, { clientId, cid, timeoutMs })
-    void this.first.then(() => { this.#settled = true })
+    void this.first.then(() => { this.settled = true })
   }
 
   /** Called just before the message is sent. */
   markSend (): void {
-    this.#early = this.#settled
+    this.early = this.settled
   }
 
   /** The turn's events this cid got from its cursor; undefined when its poll failed. */
   async taken (turn: SentTurn): Promise<Set<string> | undefined> {
     let result = await this.first
     // Answered before the message, so it could not hold it: the next poll from the cursor gets it, if the cursor is this cid's.
-    if (this.#early && result.kind === 'nothing') result = await poll(this.http, { clientId: this.clientId, cid: this.cid, timeoutMs: QUICK_MS })
+    if (this.early && result.kind === 'nothing') result = await poll(this.http, { clientId: this.clientId, cid: this.cid, timeoutMs: QUICK_MS })
     if (result.kind === 'failed') return undefined
     if (result.kind === 'nothing') return new Set()
-    return new Set(result.events.filter(e => questionIdOf(e) === turn.questionId).map(identityOf))
+    return new Set(result.events.filter((e) => questionIdOf(e) === turn.questionId).map(identityOf))
   }
 }

@@ -54,37 +54,37 @@ export interface ProbeHttpOptions {
  * masks the token (which is in every URL path) in whatever it reports.
  */
 export class ProbeHttp {
-  readonly #o: ProbeHttpOptions
-  readonly #base: string
+  private readonly o: ProbeHttpOptions
+  private readonly base: string
   // Its own agent, so that close() leaves no keep-alive socket holding the process.
-  readonly #agent = new Agent({ keepAliveTimeout: 2000, connect: { timeout: CALL_TIMEOUT_MS } })
-  #count = 0
+  private readonly agent = new Agent({ keepAliveTimeout: 2000, connect: { timeout: CALL_TIMEOUT_MS } })
+  private count = 0
 
   constructor (options: ProbeHttpOptions) {
-    this.#o = options
-    this.#base = options.url.replace(/\/+$/, '')
+    this.o = options
+    this.base = options.url.replace(/\/+$/, '')
   }
 
   get requests (): number {
-    return this.#count
+    return this.count
   }
 
   mask (text: string): string {
-    return maskToken(text, this.#o.token)
+    return maskToken(text, this.o.token)
   }
 
   async call (c: ProbeCall): Promise<Outcome> {
     const sentAt = Date.now()
-    const timeoutMs = Math.min(c.timeoutMs ?? CALL_TIMEOUT_MS, this.#o.deadline - sentAt)
-    if (this.#count >= this.#o.maxRequests || timeoutMs <= 0) {
+    const timeoutMs = Math.min(c.timeoutMs ?? CALL_TIMEOUT_MS, this.o.deadline - sentAt)
+    if (this.count >= this.o.maxRequests || timeoutMs <= 0) {
       return { kind: 'over-budget', reason: 'the probe has spent its requests or its time', sentAt, receivedAt: sentAt }
     }
-    this.#count++
+    this.count++
     const signal = AbortSignal.timeout(timeoutMs)
     try {
-      const res = await request(this.#urlOf(c), {
+      const res = await request(this.urlOf(c), {
         method: c.method,
-        dispatcher: this.#agent,
+        dispatcher: this.agent,
         signal,
         headers: c.body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
         body: c.body === undefined ? undefined : JSON.stringify(c.body)
@@ -101,11 +101,11 @@ export class ProbeHttp {
 
   /** Ends every socket; a poll the probe gave up on is ended with it. */
   async close (): Promise<void> {
-    await this.#agent.destroy()
+    await this.agent.destroy()
   }
 
-  #urlOf (c: ProbeCall): string {
-    let url = `${this.#base}/${tokenPath(c.token ?? this.#o.token)}${c.path}`
+  private urlOf (c: ProbeCall): string {
+    let url = `${this.base}/${tokenPath(c.token ?? this.o.token)}${c.path}`
     const query = new URLSearchParams()
     for (const [k, v] of Object.entries(c.query ?? {})) if (v !== undefined) query.set(k, String(v))
     if (query.size > 0) url += '?' + query.toString()

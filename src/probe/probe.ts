@@ -86,8 +86,8 @@ async function probeChannel (http: ProbeHttp, clientId: string, holdLimitMs: num
   const cidScope = events.length === 0 ? 'unknown' : await probeCidScope(http, clientId, 'probe-fresh')
 
   log('reading the history and the message statuses')
-  const messageStatus = await probeStatuses(http, clientId, turns.map(t => t.questionId))
-  const latest = Math.max(Date.now(), ...events.map(e => eventTimeOf(e).ms ?? 0))
+  const messageStatus = await probeStatuses(http, clientId, turns.map((t) => t.questionId))
+  const latest = Math.max(Date.now(), ...events.map((e) => eventTimeOf(e).ms ?? 0))
   const history = await probeHistory(http, clientId, latest)
   return {
     hold,

@@ -36,7 +36,7 @@ export function matchProfiles (f: Findings): { profiles: ProfileName[], unmatche
   }
   if (f.state.get === 'not-found' || f.state.set === 'not-found') unmatched.push('no state route at /client/{clientId}/state')
   // In the order of PROFILES, so that a report reads the same way every time.
-  const profiles = (Object.keys(PROFILES) as ProfileName[]).filter(name => on.has(name))
+  const profiles = (Object.keys(PROFILES) as ProfileName[]).filter((name) => on.has(name))
   return { profiles, unmatched }
 }
 

@@ -30,8 +30,8 @@ export function formatReport (r: ProbeReport): string {
   ]
   if (r.unmatched.length > 0) lines.push(`Played by no profile: ${r.unmatched.join('; ')}`)
   lines.push(`Settings: ${Object.entries(r.settings).map(([k, v]) => `${k}=${v}`).join(' ')}`)
-  if (r.notes.length > 0) lines.push('Notes:', ...r.notes.map(n => `  - ${n}`))
-  if (r.errors.length > 0) lines.push('Steps that failed:', ...r.errors.map(e => `  - ${e}`))
+  if (r.notes.length > 0) lines.push('Notes:', ...r.notes.map((n) => `  - ${n}`))
+  if (r.errors.length > 0) lines.push('Steps that failed:', ...r.errors.map((e) => `  - ${e}`))
   return lines.join('\n') + '\n'
 }
 

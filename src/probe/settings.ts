@@ -21,7 +21,7 @@ export const USAGE = 'usage: UPSTREAM_URL=https://bot.jaicp.com/chatapi CHATAPI_
 export function probeOptionsFrom (env: Record<string, string | undefined>): ProbeOptions {
   const url = env.UPSTREAM_URL?.trim() ?? ''
   const token = env.CHATAPI_TOKEN?.trim() ?? ''
-  const missing = [url === '' ? 'UPSTREAM_URL' : '', token === '' ? 'CHATAPI_TOKEN' : ''].filter(n => n !== '')
+  const missing = [url === '' ? 'UPSTREAM_URL' : '', token === '' ? 'CHATAPI_TOKEN' : ''].filter((n) => n !== '')
   if (missing.length > 0) throw new ProbeSettingsError(`${missing.join(' and ')} must be set`)
   if (!/^https?:\/\/[^/]/i.test(url)) throw new ProbeSettingsError('UPSTREAM_URL must be an http:// or https:// URL, e.g. https://bot.jaicp.com/chatapi')
   const options: ProbeOptions = { url, token, holdLimitMs: holdLimitFrom(env.PROBE_HOLD_LIMIT_MS) }

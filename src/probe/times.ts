@@ -30,7 +30,7 @@ export function eventTimeOf (element: Record<string, unknown>): EventTime {
 
 /** One format when every timed event agrees; events with no time are listed apart, by type. */
 export function eventTimeFormat (times: EventTime[]): EventTimeFormat {
-  const spots = new Set(times.map(t => t.spot).filter(s => s !== 'missing'))
+  const spots = new Set(times.map((t) => t.spot).filter((s) => s !== 'missing'))
   if (spots.size === 0) return times.length === 0 ? 'unknown' : 'missing'
   return spots.size === 1 ? [...spots][0] as EventTimeFormat : 'mixed'
 }
@@ -48,7 +48,7 @@ export function precisionOf (raw: unknown): 'ms' | 'seconds' | undefined {
  * value is whole (an epoch number is whole by chance once in a thousand).
  */
 export function precisionOfAll (raws: unknown[]): 'ms' | 'seconds' | 'unknown' {
-  const seen = raws.map(precisionOf).filter(p => p !== undefined)
+  const seen = raws.map(precisionOf).filter((p) => p !== undefined)
   if (seen.includes('ms')) return 'ms'
   return seen.length > 0 ? 'seconds' : 'unknown'
 }
@@ -64,7 +64,7 @@ export function zoneOf (raw: unknown): string | undefined {
 }
 
 export function zoneOfAll (raws: unknown[]): string {
-  const zones = new Set(raws.map(zoneOf).filter(z => z !== undefined))
+  const zones = new Set(raws.map(zoneOf).filter((z) => z !== undefined))
   if (zones.size === 0) return 'unknown'
   return zones.size === 1 ? [...zones][0] as string : 'mixed'
 }

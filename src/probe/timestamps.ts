@@ -10,14 +10,14 @@ import type { ClockFinding, TimestampFinding } from './types.js'
  */
 export function timestampFinding (turns: SentTurn[], events: UpstreamElement[]): Omit<TimestampFinding, 'keepsMs'> {
   const times = events.map(eventTimeOf)
-  const raws = [...turns.map(t => t.timestamp), ...times.map(t => t.raw)]
+  const raws = [...turns.map((t) => t.timestamp), ...times.map((t) => t.raw)]
   const first = turns[0]
   return {
     sample: typeof first?.timestamp === 'string' || typeof first?.timestamp === 'number' ? String(first.timestamp) : 'unknown',
     precision: precisionOfAll(raws),
     zone: zoneOfAll(raws),
     eventTimes: eventTimeFormat(times),
-    untimedTypes: [...new Set(events.filter((_, i) => times[i]?.spot === 'missing').map(e => String(e.type)))],
+    untimedTypes: [...new Set(events.filter((_, i) => times[i]?.spot === 'missing').map((e) => String(e.type)))],
     clock: first === undefined ? unknownClock : clockOf(first)
   }
 }

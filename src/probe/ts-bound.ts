@@ -34,13 +34,13 @@ export async function probeTsBound (http: ProbeHttp, clientId: string, cid: stri
 
 /** The earliest time of the events, and the events of that time. */
 function earliest (events: UpstreamElement[]): { ms: number, ids: Set<string> } | undefined {
-  const timed = events.flatMap(e => {
+  const timed = events.flatMap((e) => {
     const ms = eventTimeOf(e).ms
     return ms === undefined ? [] : [{ ms, id: identityOf(e) }]
   })
   if (timed.length === 0) return undefined
-  const ms = Math.min(...timed.map(e => e.ms))
-  return { ms, ids: new Set(timed.filter(e => e.ms === ms).map(e => e.id)) }
+  const ms = Math.min(...timed.map((e) => e.ms))
+  return { ms, ids: new Set(timed.filter((e) => e.ms === ms).map((e) => e.id)) }
 }
 
 /** Whether a poll from `ts` returns one of the events; an empty, held or 408 answer returns nothing. */
@@ -48,5 +48,5 @@ async function returns (http: ProbeHttp, clientId: string, cid: string, ts: numb
   const result = await poll(http, { clientId, cid, ts, timeoutMs: QUICK_MS })
   if (result.kind === 'failed') return 'unknown'
   if (result.kind === 'nothing') return 'no'
-  return result.events.some(e => ids.has(identityOf(e))) ? 'yes' : 'no'
+  return result.events.some((e) => ids.has(identityOf(e))) ? 'yes' : 'no'
 }

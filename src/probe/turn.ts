@@ -40,7 +40,7 @@ export async function collectEvents (http: ProbeHttp, clientId: string, cid: str
     const result = await poll(http, { clientId, cid, ts: 0, timeoutMs: Math.max(1, Math.min(QUICK_MS, until - Date.now())) })
     if (result.kind === 'failed') errors.push(`collect: ${result.reason}`)
     if (result.kind === 'events') events = result.events
-    if (turns.every(turn => events.some(e => e.type === 'botResponse' && questionIdOf(e) === turn.questionId))) break
+    if (turns.every((turn) => events.some((e) => e.type === 'botResponse' && questionIdOf(e) === turn.questionId))) break
     if (Date.now() + COLLECT_PAUSE_MS >= until) break
     await sleep(COLLECT_PAUSE_MS)
   }
