@@ -44,7 +44,10 @@ export interface PollerSink {
  * Polls that bring nothing new and come back at once (a server that does not
  * hold, an inclusive bound, a re-read) draw on this many credits, earning one
  * a second: whatever the upstream answers, an idle connection costs it about
- * one request a second, never a tight loop.
+ * one request a second, never a tight loop. The settle poll that follows an
+ * answer with new events does not draw: there is one per such answer, so it
+ * cannot loop, and drawing for it would hold a busy conversation's next
+ * events back by up to a second once two came in a second.
  */
 const CREDITS = 3
 
@@ -212,7 +215,7 @@ export class Poller extends Timeline implements PollSink, GateWaiter {
       const now = this.clock()
       const fresh = this.take(elements, now)
       if (fresh.length > 0) this.sink.onEvents(fresh)
-      else this.spendIfQuick(now)
+      else if (this.ask !== Ask.Settle) this.spendIfQuick(now)
     } catch (err) {
       this.sink.log.warn({ err }, 'an upstream answer could not be handled')
     }

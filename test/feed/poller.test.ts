@@ -171,3 +171,21 @@ t.test('a poll that fails before poll() returns is retried, and so is one answer
   t.same(got, ['a'])
   t.ok(asked.length >= 3, 'it kept polling')
 })
+
+t.test('a busy conversation is never held back by the credit: the settle poll after new events costs none', async (t) => {
+  // Every poll is answered at once and the clock barely moves, so any poll that drew on the credit would
+  // leave the next one waiting for a refill that does not come: all eight events arrive only if none draws.
+  const base = Date.parse('2026-12-01T10:00:00.123Z')
+  const answers: Array<Array<Record<string, unknown>>> = []
+  for (let i = 0; i < 8; i++) answers.push([ev(new Date(base + i * 107).toISOString(), `m${i}`)], [])
+  const s = scripted(answers)
+  let clock = base
+  const got: FeedEvent[] = []
+  const p = new Poller({ upstream: s.upstream, traits: new ChannelTraits(), backoff: { baseMs: 1, maxMs: 2 }, now: () => (clock += 2) },
+    Q, { onEvents: (e) => { got.push(...e) }, onFatal: () => {}, log: quiet }, { ts: base, hash: '' })
+  p.start()
+  t.teardown(() => { p.stop() })
+  const timer = new Promise<void>((resolve) => { setTimeout(resolve, 3000).unref() })
+  await Promise.race([s.done, timer])
+  t.same(got.map((e) => (JSON.parse(e.json) as { event: { text: string } }).event.text), ['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7'])
+})
