@@ -170,7 +170,7 @@ export class LocalHub implements Hub {
     // the one time it surely knows, and its `cid` scopes what that brings.
     const feed = new Feed(this.host, id, key, resume, this.o.webhooks?.mailbox.mark() ?? 0, api.traits.upstreamNow() ?? 0)
     // From a millisecond early: while the upstream's bound is not known, "from S" is asked as S - 1.
-    if (feed.start.hash === '') feed.before = this.deliveredSince(key, feed.start.ts - 1)
+    if (feed.start.hash === '') feed.before = this.deliveredAround(key, feed.start.ts - 1, feed.start.ts + api.traits.granularity)
     feed.source = this.source(feed)
     this.feeds.set(id, feed)
     this.o.webhooks?.mailbox.watch?.(key.channel, key.clientId)
@@ -179,15 +179,21 @@ export class LocalHub implements Hub {
   }
 
   /**
-   * The events the client's other feeds delivered already, stamped from `ts`
-   * on: a new connection starting at `ts` began after them (its start is a
-   * time, and can share their millisecond), so they are not its events.
+   * The events the client's other feeds delivered already, stamped within
+   * the connection's starting step [`from`, `to`): a connection that starts
+   * at a time can share that step with events that came before it began,
+   * and those are not its events. What is stamped after that step came
+   * after it began, so a resume from its welcome cursor is owed it, even
+   * where another tab of the client had it already.
    */
-  private deliveredSince (key: FeedKey, ts: number): CursorPosition[] | undefined {
+  private deliveredAround (key: FeedKey, from: number, to: number): CursorPosition[] | undefined {
     let out: CursorPosition[] | undefined
     for (const f of this.feeds.values()) {
       if (f.key.clientId !== key.clientId || f.key.channel !== key.channel) continue
-      for (const e of f.recent) if (e.kind === 'poll' && e.pos.poll !== undefined && e.pos.poll.ts >= ts) (out ??= []).push(e.pos.poll)
+      for (const e of f.recent) {
+        const at = e.pos.poll
+        if (e.kind === 'poll' && at !== undefined && at.ts >= from && at.ts < to) (out ??= []).push(at)
+      }
     }
     return out
   }

@@ -111,3 +111,22 @@ t.test('the welcome cursor resumes from the first event while the feed lives on 
   await b.next((f) => f.type === 'event' && texts([f])[0] === 'e4')
   t.same(texts(b.events()), ['e1', 'e2', 'e3', 'e4'])
 })
+
+t.test('a resume from a welcome cursor gets what came after the welcome, though another tab had it already', async (t) => {
+  const h = await startBridge(t, { POLL_LINGER_MS: '0' })
+  const other = await h.client({ cid: 'other' })
+  const clientId = other.welcome.clientId as string
+  const quiet = await h.client({ auth: other.welcome.ticket, cid: 'quiet' })
+  await pollsHeld(h.emulator, [{ clientId, cid: 'other' }, { clientId, cid: 'quiet' }], 1)
+  // The quiet tab drops before it sees the event; the other tab keeps it in memory.
+  const welcome = quiet.welcome.cursor as string
+  quiet.close()
+  await quiet.closed()
+  await pollsHeld(h.emulator, { clientId, cid: 'quiet' }, 0)
+  h.emulator.agentReply(TOKEN, clientId, 'after the welcome')
+  await other.next((f) => f.type === 'event' && texts([f])[0] === 'after the welcome')
+  const back = await h.client({ auth: other.welcome.ticket, cid: 'quiet', resume: welcome })
+  t.equal(back.welcome.resumed, true)
+  await back.next((f) => f.type === 'event' && texts([f])[0] === 'after the welcome')
+  t.same(texts(back.events()), ['after the welcome'])
+})
