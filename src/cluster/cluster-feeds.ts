@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { feedId, type FeedKey } from '../feed/hub.js'
-import type { FeedSource, FeedSourceOptions } from '../feed/hub.js'
+import { feedId, type FeedKey, type FeedSource, type FeedSourceOptions } from '../feed/hub.js'
 import type { PollGate } from '../feed/poll-gate.js'
 import { PollerContexts } from '../feed/poller.js'
 import type { ChatApi } from '../upstream/chat-api.js'

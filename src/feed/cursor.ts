@@ -1,18 +1,10 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import { clientKey } from '../lib/client-key.js'
 
-/**
- * Cursors name a position in one connection's event stream. That stream
- * merges two sources, so a position has two parts: the last upstream /events
- * event delivered (its upstream time and a hash of it) and the last webhook
- * delivery (its place in the client's webhook mailbox). Cursors are signed
- * and bound to (channel, clientId, cid), so a cursor cannot be altered or used
- * by another client. Format: `c2.<ts base36|->.<hash|->.<mailbox base36>.<mac>`,
- * under 70 characters; a time without an event has its ts and `-` for the hash.
- */
 /** An upstream event (its time and hash), or, with an empty hash, a time: right before every event stamped from then on. */
 export interface CursorPosition { ts: number, hash: string }
 
+/** Where a connection is in its stream, which merges the upstream's events and the webhook's deliveries. */
 export interface StreamPosition {
   /** The last /events event delivered; undefined before the first one. */
   poll: CursorPosition | undefined
@@ -33,6 +25,15 @@ export function samePosition (a: StreamPosition, b: StreamPosition): boolean {
   return a.webhook === b.webhook && a.poll?.ts === b.poll?.ts && a.poll?.hash === b.poll?.hash
 }
 
+/**
+ * Cursors name a position in one connection's event stream. That stream
+ * merges two sources, so a position has two parts: the last upstream /events
+ * event delivered (its upstream time and a hash of it) and the last webhook
+ * delivery (its place in the client's webhook mailbox). Cursors are signed
+ * and bound to (channel, clientId, cid), so a cursor cannot be altered or used
+ * by another client. Format: `c2.<ts base36|->.<hash|->.<mailbox base36>.<mac>`,
+ * under 70 characters; a time without an event has its ts and `-` for the hash.
+ */
 export class CursorCodec {
   private readonly key: Buffer
   constructor (key: Buffer) {

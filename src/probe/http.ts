@@ -1,6 +1,5 @@
 import { Agent, request } from 'undici'
-import { tokenPath } from '../upstream/json.js'
-import { maskToken } from '../upstream/json.js'
+import { maskToken, tokenPath } from '../upstream/json.js'
 import { CALL_TIMEOUT_MS } from './limits.js'
 
 export interface ProbeCall {

@@ -3,14 +3,13 @@ import type { WebSocket, RawData } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import { AuthError, type Authenticator } from './auth.js'
 import { CloseCode, closeReason, ErrorCode } from './errors.js'
-import type { FeedKey, Hub, Subscriber } from '../feed/hub.js'
+import { ChannelRefusedError, FeedLimitError, type FeedKey, type Hub, type Subscriber } from '../feed/hub.js'
 import type { CursorCodec, StreamPosition } from '../feed/cursor.js'
 import { checkFrame, isRequestType, type HelloFrame, type RequestFrame, type WelcomeFrame } from './protocol.js'
 import { idOf, readFrame, requestProblem, unknownType } from './inbound.js'
 import type { Requests } from './requests.js'
 import { TokenBucket } from '../lib/token-bucket.js'
 import type { Metrics } from '../plugins/metrics.js'
-import { ChannelRefusedError, FeedLimitError } from '../feed/hub.js'
 
 /** Where a session counts itself while open: the heartbeat, the per-client cap and shutdown go through it. */
 export interface SessionRegistry {

@@ -15,7 +15,10 @@ t.test('Redis stops and starts again (empty) during traffic: open sockets stay, 
 
   const texts: string[] = []
   const publish = agentReplies(emulator, clientId, texts)
-  await publish(20, 'before')
+  const before = await publish(20, 'before')
+  // Every socket has read what was in Redis: the polling instance can then go on handing its own sockets
+  // what it polls without a gap (a socket behind the stream waits for Redis, or it would miss what is there).
+  await Promise.all(visitors.map(async (v) => { await v.sees(before) }))
 
   const marks = instances.map((i) => i.logs.length)
   await redis.stop()
