@@ -2,7 +2,8 @@ import t, { type Test } from 'tap'
 import { once } from 'node:events'
 import WebSocket, { WebSocketServer } from 'ws'
 import { until } from '../fixtures/bridge.js'
-import { BridgeClient, MemoryStorage, type BridgeClientOptions, type ClientEvents, type Clock } from '../../src/client/index.js'
+import { BridgeClient, MemoryStorage, type BridgeClientOptions, type Clock } from '../../src/client/index.js'
+import { next } from '../fixtures/sdk-events.js'
 
 /**
  * The real bridge always pings, answers every request and closes only for
@@ -109,16 +110,6 @@ function makeClient (t: Test, opts: BridgeClientOptions): BridgeClient {
   const client = new BridgeClient({ WebSocket, storage: new MemoryStorage(), backoff: { baseMs: 10, maxMs: 200 }, ...opts })
   t.teardown(() => { client.close() })
   return client
-}
-
-async function next<K extends keyof ClientEvents> (client: BridgeClient, name: K, match: (p: ClientEvents[K]) => boolean = () => true): Promise<ClientEvents[K]> {
-  return await new Promise((resolve) => {
-    const off = client.on(name, (p) => {
-      if (!match(p)) return
-      off()
-      resolve(p)
-    })
-  })
 }
 
 const event = (cursor: string, text: string): object => ({ type: 'event', cursor, event: { type: 'agentResponse', event: { text } } })

@@ -1,9 +1,10 @@
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { SignJWT } from 'jose'
-import { BridgeClient, MemoryStorage, type BridgeClientOptions, type BridgeEvent, type ClientEvents, type WebSocketConstructor } from '../../src/client/index.js'
+import { BridgeClient, MemoryStorage, type BridgeClientOptions, type BridgeEvent, type WebSocketConstructor } from '../../src/client/index.js'
 import { startBridge, startBridgeOn, TOKEN, until, type Harness } from '../fixtures/bridge.js'
 import { pollsHeldAtLeast } from '../fixtures/waits.js'
+import { next } from '../fixtures/sdk-events.js'
 
 /** Quick retries, so that the tests wait for events rather than for backoff. */
 const FAST = { baseMs: 20, maxMs: 100 }
@@ -26,17 +27,6 @@ async function connectedClient (t: Test, h: Harness, opts: BridgeClientOptions):
   await client.connect()
   await pollRunning(h, client)
   return { client, seen }
-}
-
-/** Resolves with the next payload of `name` that matches. */
-async function next<K extends keyof ClientEvents> (client: BridgeClient, name: K, match: (p: ClientEvents[K]) => boolean = () => true): Promise<ClientEvents[K]> {
-  return await new Promise((resolve) => {
-    const off = client.on(name, (p) => {
-      if (!match(p)) return
-      off()
-      resolve(p)
-    })
-  })
 }
 
 /** Cuts every socket on the server side, with no close frame: what a dead network looks like. */
