@@ -37,8 +37,8 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   await app.register(healthRoutes)
   if (metrics !== undefined) await app.register(metricsEndpoint, { metrics, port: config.METRICS_PORT, host: config.HOST })
   await app.register(clientRoutes, { demoPage: opts.demoPage ?? false })
-  if (webhooks !== undefined && config.WEBHOOK_SECRET !== undefined) {
-    await app.register(webhookReceiver, { config, secret: config.WEBHOOK_SECRET, channels: opts.channels, webhooks, hub: parts.hub, metrics })
+  if (webhooks !== undefined) {
+    await app.register(webhookReceiver, { config, channels: opts.channels, webhooks, hub: parts.hub, metrics })
   }
   const { auth, cursors, hub, requests, sessions } = parts
   await app.register(wsRoutes, { config, auth, cursors, hub, requests, sessions, metrics })

@@ -16,7 +16,7 @@ export const ConfigSchema = Type.Object({
   HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'address to listen on (0.0.0.0 in a container)' }),
   UPSTREAM_URL: Type.Optional(Type.String({ pattern: '^https?://', description: 'Chat API base URL, e.g. https://bot.jaicp.com/chatapi' })),
   CHATAPI_TOKEN: Type.Optional(Type.String({ minLength: 1, description: 'channel token of the Chat API' })),
-  CHANNELS: Type.Optional(Type.String({ description: 'JSON object {"name": {"url": "...", "token": "..."}} of extra channels' })),
+  CHANNELS: Type.Optional(Type.String({ description: 'JSON object {"name": {"url": "...", "token": "...", "webhookSecret": "..."}} of extra channels; webhookSecret (optional, 16+ letters, digits, _ or -) is the secret of that channel\'s webhook URL' })),
   DEFAULT_CHANNEL: Type.Optional(Type.String({ minLength: 1, description: 'channel used when ?channel= is left out' })),
   AUTH_MODE: Type.Union([Type.Literal('ticket'), Type.Literal('jwt')], { default: 'ticket', description: '"ticket" or "jwt"' }),
   TICKET_SECRET: Type.Optional(Type.String({ minLength: 16, description: 'secret signing tickets and cursors, at least 16 characters' })),
@@ -53,6 +53,17 @@ export const ConfigSchema = Type.Object({
   POLL_STARTS_PER_S: Type.Number({ minimum: 1, default: 200, description: 'new upstream polls started per second at most (reconnect storms)' }),
   RESULT_CACHE_MS: Ms(600_000, 1000, 'how long a request result is kept to answer a resent id'),
   EVENT_BUFFER: Type.Integer({ minimum: 0, maximum: 10_000, default: 200, description: 'recent events kept per connection for resumes' }),
+  RESULT_CACHE_BYTES: Type.Integer({ minimum: 65_536, default: 64 * 1_048_576, description: 'bytes of request results kept for resends on this instance at most' }),
+  RESULT_CACHE_CLIENT_BYTES: Type.Integer({ minimum: 4096, default: 1_048_576, description: 'bytes of request results kept for one client at most; past it the client\'s own oldest go first' }),
+  EVENT_BUFFER_BYTES: Type.Integer({ minimum: 4096, default: 1_048_576, description: 'bytes of recent events kept for one client across all its connections (one copy of each event)' }),
+  SEND_QUEUE_PER_CLIENT: Type.Integer({ minimum: 1, maximum: 100_000, default: 32, description: 'sends of one client waiting for their turn at most; more fail with RATE_LIMITED' }),
+  UPSTREAM_CALLS_PER_CLIENT: Type.Integer({ minimum: 1, maximum: 10_000, default: 4, description: 'upstream calls (sends, state, history) one client has in flight at once at most; the connections of a channel are shared out fairly between clients' }),
+  MAX_SOCKETS_PER_ADDRESS: Type.Integer({ minimum: 1, default: 10_000, description: 'open sockets from one source address at most (many visitors may share one address behind a NAT)' }),
+  NEW_CLIENTS_PER_ADDRESS_PER_S: Type.Number({ minimum: 0.1, default: 100, description: 'anonymous clients (new tickets) made per second for one source address, on average' }),
+  NEW_CLIENTS_PER_ADDRESS_BURST: Type.Integer({ minimum: 1, default: 10_000, description: 'anonymous clients made at once for one source address' }),
+  TRUST_PROXY: Type.String({ default: '', description: 'where the client address comes from: empty uses the TCP peer; "true" trusts X-Forwarded-For from any peer, a number trusts that many proxy hops, a comma-separated list of addresses or CIDRs trusts those proxies' }),
+  HTTP_TIMEOUT_MS: Ms(10_000, 100, 'deadline for the headers and the body of every HTTP request (webhooks, pages, upgrades)'),
+  JWT_MAX_AGE_S: Type.Integer({ minimum: 60, default: 86_400, description: 'longest lifetime a JWT may claim: exp at most this far after iat, and after now' }),
   DRAIN_MS: Ms(5000, 0, 'window over which open sockets are closed (1012, with jitter) on SIGTERM'),
   SHUTDOWN_TIMEOUT_MS: Ms(10_000, 100, 'deadline for a graceful shutdown; longer than DRAIN_MS'),
   METRICS: Type.Boolean({ default: true, description: 'serve Prometheus metrics at /metrics (true or false)' }),
@@ -76,7 +87,13 @@ export const ConfigSchema = Type.Object({
 })
 export type Config = Static<typeof ConfigSchema>
 
-export interface Channel { name: string, url: string, token: string }
+export interface Channel {
+  name: string
+  url: string
+  token: string
+  /** The secret of this channel's webhook URL, from CHANNELS; for a channel without one, see webhookSecrets in src/plugins/webhook-receiver.ts. */
+  webhookSecret?: string
+}
 
 export class ConfigError extends Error {
   constructor (message: string) {
@@ -163,7 +180,11 @@ function crossCheck (config: Config): void {
   parseChannels(config)
 }
 
-const ChannelEntry = Type.Object({ url: Type.String({ pattern: '^https?://' }), token: Type.String({ minLength: 1 }) })
+const ChannelEntry = Type.Object({
+  url: Type.String({ pattern: '^https?://' }),
+  token: Type.String({ minLength: 1 }),
+  webhookSecret: Type.Optional(Type.String({ minLength: 16, pattern: '^[A-Za-z0-9_-]+$' }))
+})
 
 /**
  * A channel's URL and token as the bridge will use them. The token goes into
@@ -196,7 +217,7 @@ export function channelWarnings (config: Config): string[] {
 
 /** The named channels of CHANNELS, plus "default" from UPSTREAM_URL/CHATAPI_TOKEN. */
 export function parseChannels (config: Config): Channel[] {
-  return parseChannelEntries(config).map(({ name, url, token }) => ({ name, url, token }))
+  return parseChannelEntries(config).map(({ trimmed: _, ...channel }) => channel)
 }
 
 function parseChannelEntries (config: Config): Array<Channel & { trimmed: boolean }> {
@@ -216,9 +237,10 @@ function parseChannelEntries (config: Config): Array<Channel & { trimmed: boolea
     }
     for (const [name, entry] of Object.entries(parsed)) {
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new ConfigError(`CHANNELS: the name "${name}" must be 1-64 letters, digits, _ or -`)
-      if (!Value.Check(ChannelEntry, entry)) throw new ConfigError(`CHANNELS.${name} needs "url" (http or https) and "token"`)
+      if (!Value.Check(ChannelEntry, entry)) throw new ConfigError(`CHANNELS.${name} needs "url" (http or https) and "token", and a "webhookSecret", if any, of 16+ letters, digits, _ or -`)
       if (channels.some((c) => c.name === name)) throw new ConfigError(`CHANNELS: "${name}" is defined twice`)
-      channels.push(channelOf(name, entry.url, entry.token, { url: `CHANNELS.${name}.url`, token: `CHANNELS.${name}.token` }))
+      const channel = channelOf(name, entry.url, entry.token, { url: `CHANNELS.${name}.url`, token: `CHANNELS.${name}.token` })
+      channels.push(entry.webhookSecret === undefined ? channel : { ...channel, webhookSecret: entry.webhookSecret })
     }
   }
   if (config.DEFAULT_CHANNEL !== undefined && channels.length > 0 && !channels.some((c) => c.name === config.DEFAULT_CHANNEL)) {

@@ -69,10 +69,10 @@ export class Cluster {
       prefix,
       ttlMs: c.RESULT_CACHE_MS,
       runningMs: c.REDIS_LEASE_MS,
-      // Queued behind other sends of the client, then one upstream call.
-      waitMs: c.REQUEST_TIMEOUT_MS * 4
+      // A request's whole life (its waits and its upstream call) is REQUEST_TIMEOUT_MS, plus the store's own steps.
+      waitMs: c.REQUEST_TIMEOUT_MS + c.REDIS_LEASE_MS
     })
-    this.lanes = new RedisLanes({ redis, notifier, health: this.health, prefix, aliveMs: c.REDIS_LEASE_MS })
+    this.lanes = new RedisLanes({ redis, notifier, health: this.health, prefix, aliveMs: c.REDIS_LEASE_MS, queuePerClient: c.SEND_QUEUE_PER_CLIENT })
   }
 
   /** Webhook mail in Redis: a delivery taken by any instance reaches the client's sockets on all of them. */

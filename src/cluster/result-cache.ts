@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { BridgeError, ErrorCode } from '../socket/errors.js'
-import type { ResultCache } from '../socket/requests.js'
+import type { Kept, ResultCache, ResultKey } from '../socket/requests.js'
 import type { ResultFrame } from '../socket/protocol.js'
 import type { RedisHealth } from './redis-health.js'
 import { resultKeys } from './keys.js'
@@ -54,19 +54,24 @@ export class RedisResultCache implements ResultCache {
     this.o = opts
   }
 
-  async once (key: string, run: () => Promise<ResultFrame>, keep: (result: ResultFrame) => boolean): Promise<ResultFrame> {
-    const mine = this.inFlight.get(key)
+  /**
+   * Redis keeps each result on its own key (its own hash slot), so only
+   * the size of one result is bounded here, by `keep`: a client's total
+   * would need keys of its own in one slot and an eviction on every write.
+   */
+  async once (key: ResultKey, run: () => Promise<ResultFrame>, keep: (result: ResultFrame) => Kept | undefined): Promise<ResultFrame> {
+    const mine = this.inFlight.get(key.request)
     if (mine !== undefined) return await mine
-    const p = this.resolve(key, run, keep)
-    this.inFlight.set(key, p)
+    const p = this.resolve(key.request, run, keep)
+    this.inFlight.set(key.request, p)
     try {
       return await p
     } finally {
-      this.inFlight.delete(key)
+      this.inFlight.delete(key.request)
     }
   }
 
-  private async resolve (key: string, run: () => Promise<ResultFrame>, keep: (result: ResultFrame) => boolean): Promise<ResultFrame> {
+  private async resolve (key: string, run: () => Promise<ResultFrame>, keep: (result: ResultFrame) => Kept | undefined): Promise<ResultFrame> {
     const k = resultKeys(this.o.prefix, key)
     const marker = `running:${randomBytes(9).toString('base64url')}`
     const deadline = Date.now() + this.o.waitMs
@@ -101,9 +106,10 @@ export class RedisResultCache implements ResultCache {
     } finally {
       clearInterval(refresh)
     }
+    const kept = keep(result)
     try {
-      // Written as JSON: the one place a result becomes text before it reaches a socket.
-      await FINISH.run(this.o.redis, [k.result], [marker, keep(result) ? `done:${JSON.stringify(result)}` : '', this.o.ttlMs, k.notify])
+      // Written as JSON, as `keep` measured it; a result not kept removes the marker, so a resend runs again.
+      await FINISH.run(this.o.redis, [k.result], [marker, kept === undefined ? '' : `done:${kept.json}`, this.o.ttlMs, k.notify])
     } catch (err) {
       // The answer goes to the socket all the same; a resend after the marker expires would run again.
       this.o.health.failed(err)

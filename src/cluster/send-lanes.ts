@@ -5,6 +5,7 @@ import { laneKeys } from './keys.js'
 import type { Notifier, Watch } from './notifier.js'
 import { Script, type RedisClient } from './redis.js'
 import { storeDown } from './result-cache.js'
+import { notDispatched } from '../upstream/call-queue.js'
 
 /** Redis's own clock in ms, so that instances whose clocks differ agree on liveness. */
 const NOW = `local t = redis.call('TIME')
@@ -58,6 +59,8 @@ export interface RedisLanesOptions {
   prefix: string
   /** How long a waiter's place outlives its instance; refreshed while it waits and runs. */
   aliveMs: number
+  /** Sends of one client waiting in this instance at most (SEND_QUEUE_PER_CLIENT). */
+  queuePerClient: number
 }
 
 /**
@@ -65,21 +68,23 @@ export interface RedisLanesOptions {
  * ticket order, one send at a time. Sends of one instance also keep their
  * order among themselves before they take a ticket. A waiter whose instance
  * dies loses its place once its liveness (kept by Redis's clock) passes, so
- * the lane moves on.
+ * the lane moves on. The local lanes bound the sends waiting in this
+ * instance; a send still waiting at its deadline leaves the queue unsent.
  */
 export class RedisLanes implements SendLanes {
   private readonly o: RedisLanesOptions
-  private readonly local = new MemoryLanes()
+  private readonly local: MemoryLanes
 
   constructor (opts: RedisLanesOptions) {
     this.o = opts
+    this.local = new MemoryLanes(opts.queuePerClient)
   }
 
-  async run<T> (lane: string, fn: () => Promise<T>): Promise<T> {
-    return await this.local.run(lane, async () => await this.inQueue(lane, fn))
+  async run<T> (lane: string, fn: () => Promise<T>, deadline?: number): Promise<T> {
+    return await this.local.run(lane, async () => await this.inQueue(lane, fn, deadline ?? Infinity), deadline)
   }
 
-  private async inQueue<T> (lane: string, fn: () => Promise<T>): Promise<T> {
+  private async inQueue<T> (lane: string, fn: () => Promise<T>, deadline: number): Promise<T> {
     const k = laneKeys(this.o.prefix, lane)
     const member = randomBytes(9).toString('base64url')
     const { redis, aliveMs } = this.o
@@ -107,8 +112,10 @@ export class RedisLanes implements SendLanes {
         }
         // -1: the queue is gone (Redis lost it); nobody else can be ahead of us in it.
         if (turn !== 0) break
+        const left = deadline - Date.now()
+        if (left <= 0) throw notDispatched('behind the client\'s other sends')
         // A waiter ahead that died is noticed when its liveness passes, hence the timeout.
-        await watch.next(Math.max(50, Math.floor(aliveMs / 3)))
+        await watch.next(Math.min(left, Math.max(50, Math.floor(aliveMs / 3))))
       }
       return await fn()
     } finally {

@@ -5,12 +5,15 @@ import type { PollerSink } from './poller.js'
 import type { Log } from '../lib/log.js'
 import type { MailboxEntry } from '../webhook/mailbox.js'
 import { answerId, type Echoes } from '../webhook/echoes.js'
+import type { ClientFeeds, SharedText } from './client-feeds.js'
 
 /** What every feed of a hub shares, and how a feed tells its hub that it ended. */
 export interface FeedHost {
   readonly cursors: CursorCodec
   /** Frames each feed keeps for resumes and slow sockets. */
   readonly bufferSize: number
+  /** Bytes of events the feeds of one client keep together. */
+  readonly bufferBytes: number
   /** The answers seen by each source (webhook, poll); absent when webhooks are off. */
   readonly echoes: Echoes | undefined
   /** Told of each new upstream event and how many sockets got it. */
@@ -30,7 +33,10 @@ export interface Buffered {
   /** The stream position before this frame. */
   before: StreamPosition
   ts: number
-  frame: string
+  /** The event's text, held once for every feed of the client; its frame is made when it is sent. */
+  text: SharedText
+  /** What the text is known by among the client's texts. */
+  textKey: string
 }
 
 export interface SubState {
@@ -38,6 +44,8 @@ export interface SubState {
   lastSeq: number
   /** The socket's queue is full (or it is catching up): frames wait in `recent`. */
   behind: boolean
+  /** Frames read back from the upstream for a resume, sent before anything of `recent`. */
+  backlog?: { frames: string[], next: number } | undefined
 }
 
 /**
@@ -52,6 +60,8 @@ export class Feed implements FeedSourceOptions, PollerSink, Log {
   private readonly host: FeedHost
   /** Where the source starts (see FeedSourceOptions.start). */
   readonly start: CursorPosition
+  /** The client's feeds, with whom this one shares its events' texts and their bound in bytes. */
+  readonly client: ClientFeeds<Feed>
   before: CursorPosition[] | undefined
   source!: FeedSource
   readonly subs = new Map<Subscriber, SubState>()
@@ -77,8 +87,9 @@ export class Feed implements FeedSourceOptions, PollerSink, Log {
    * low as the bridge can know it, so its first poll asks for everything from
    * the welcome on; a cursor from before any event names a time in the same way.
    */
-  constructor (host: FeedHost, id: string, key: FeedKey, resume: StreamPosition | undefined, webhookMark: number, upstreamNow: number) {
+  constructor (host: FeedHost, client: ClientFeeds<Feed>, id: string, key: FeedKey, resume: StreamPosition | undefined, webhookMark: number, upstreamNow: number) {
     this.host = host
+    this.client = client
     this.id = id
     this.key = key
     this.start = resume === undefined ? { ts: upstreamNow, hash: '' } : resume.poll ?? { ts: 0, hash: '' }
@@ -138,7 +149,7 @@ export class Feed implements FeedSourceOptions, PollerSink, Log {
         }
         echoes.pollDelivered(this.key.channel, this.key.clientId, answer)
       }
-      this.append('poll', pos, ev.ts, ev.json)
+      this.append('poll', pos, ev.ts, 'p' + ev.hash, ev.json)
     }
     this.pace()
   }
@@ -151,47 +162,79 @@ export class Feed implements FeedSourceOptions, PollerSink, Log {
     }
     for (const m of entries) {
       if (m.pos <= this.pos.webhook) continue
-      this.append('mail', { poll: this.pos.poll, webhook: m.pos }, m.ts, m.json)
+      this.append('mail', { poll: this.pos.poll, webhook: m.pos }, m.ts, 'm' + String(m.pos), m.json)
     }
     this.pace()
   }
 
   /** Adds one frame to the feed's stream and hands it to every socket that has room. */
-  private append (kind: Buffered['kind'], pos: StreamPosition, ts: number, json: string): void {
-    const e: Buffered = { seq: ++this.seq, kind, pos, before: this.pos, ts, frame: this.frameOf(pos, json) }
+  private append (kind: Buffered['kind'], pos: StreamPosition, ts: number, textKey: string, json: string): void {
+    const e: Buffered = { seq: ++this.seq, kind, pos, before: this.pos, ts, text: this.client.hold(textKey, json), textKey }
     this.pos = pos
     this.recent.push(e)
-    if (this.recent.length > Math.max(this.host.bufferSize, 1)) this.recent.shift()
+    if (this.recent.length > Math.max(this.host.bufferSize, 1)) this.dropOldest()
     let sent = 0
+    let frame: string | undefined
     for (const [sub, state] of this.subs) {
       if (state.behind) continue
       state.lastSeq = e.seq
       sent++
-      if (!sub.deliver(e.frame)) state.behind = true
+      if (!sub.deliver(frame ??= this.frameOf(pos, json))) state.behind = true
     }
+    // Past the client's bound, its oldest events go; a socket that still needed them resumes.
+    this.client.trim(this.host.bufferBytes)
     this.host.onPublish?.(this.key.channel, ts, sent)
+  }
+
+  /** Forgets the oldest frame kept. */
+  dropOldest (): void {
+    const e = this.recent.shift()
+    if (e !== undefined) this.client.release(e.textKey)
+  }
+
+  /** The feed ended: its frames are let go. */
+  forget (): void {
+    for (const e of this.recent) this.client.release(e.textKey)
+    this.recent.length = 0
   }
 
   /** Sends a socket what it has not had from `recent`; one that fell out of it must resume. */
   replay (sub: Subscriber, state: SubState): void {
     const first = this.recent[0]
-    if (first !== undefined && first.seq > state.lastSeq + 1) {
+    // What follows the socket's last frame is no longer all in memory (it may hold nothing at all).
+    if (state.lastSeq < this.seq && (first === undefined || first.seq > state.lastSeq + 1)) {
       this.subs.delete(sub)
       sub.tooSlow()
       this.pace()
       return
     }
-    let i = first === undefined ? 0 : state.lastSeq + 1 - first.seq
     state.behind = false
+    if (!this.sendBacklog(sub, state)) {
+      state.behind = true
+      this.pace()
+      return
+    }
+    let i = first === undefined ? 0 : state.lastSeq + 1 - first.seq
     while (i < this.recent.length) {
       const e = this.recent[i++] as Buffered
       state.lastSeq = e.seq
-      if (!sub.deliver(e.frame)) {
+      if (!sub.deliver(this.frameOf(e.pos, e.text.json))) {
         state.behind = true
         break
       }
     }
     this.pace()
+  }
+
+  /** Sends what is left of a socket's backlog; false when its queue filled first. */
+  private sendBacklog (sub: Subscriber, state: SubState): boolean {
+    const b = state.backlog
+    if (b === undefined) return true
+    while (b.next < b.frames.length) {
+      if (!sub.deliver(b.frames[b.next++] as string)) return false
+    }
+    state.backlog = undefined
+    return true
   }
 
   /**

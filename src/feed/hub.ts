@@ -33,7 +33,13 @@ export interface SubscribeResult {
   position?: StreamPosition
 }
 
-export interface HubStats { feeds: number, subscribers: number, pausedFeeds: number }
+export interface HubStats {
+  feeds: number
+  subscribers: number
+  pausedFeeds: number
+  /** No new feed fits: every one held by a socket, as many as the instance keeps. */
+  full: boolean
+}
 
 /**
  * Fans one upstream long poll per key out to every socket of that key. The

@@ -2,6 +2,9 @@ import { samePosition, type CursorCodec, type CursorPosition, type StreamPositio
 import { readAfter } from './catch-up.js'
 import { samePoll, type FeedEvent } from './event.js'
 import { Feed, type FeedHost, type SubState } from './feed.js'
+import { ClientFeeds } from './client-feeds.js'
+import { clientKey } from '../lib/client-key.js'
+import { TokenBuckets } from '../lib/token-bucket.js'
 import { ChannelRefusedError, FeedLimitError, feedId, type FeedKey, type FeedSourceFactory, type FeedSourceOptions, type Hub, type HubStats, type Subscriber, type SubscribeResult } from './hub.js'
 import type { PollGate } from './poll-gate.js'
 import { Poller, PollerContexts } from './poller.js'
@@ -17,6 +20,10 @@ export interface LocalHubOptions {
   log: Log & { child: (b: object) => Log }
   lingerMs: number
   bufferSize: number
+  /** Bytes of events kept for one client across its feeds. */
+  bufferBytes: number
+  /** Feeds one client keeps at most: past it, its feeds without sockets end first. */
+  maxFeedsPerClient: number
   backoffBaseMs: number
   backoffMaxMs: number
   /** Longest wait for the upstream's first answer when a socket resumes on a new feed. */
@@ -34,12 +41,34 @@ export interface LocalHubOptions {
 }
 
 const OLDER_THAN_KEPT = 'cursor is older than the events kept for this connection'
+
+/**
+ * Resumes from before memory that read the upstream again, per client: a
+ * few at once (tabs coming back together), then one every few seconds, so
+ * that hellos cannot turn into a stream of upstream reads.
+ */
+const CATCH_UPS_BURST = 4
+const CATCH_UPS_PER_S = 0.2
+
+/** A client asked for more upstream catch-up reads than it may: the socket is told to try again later. */
+export class CatchUpLimitError extends FeedLimitError {
+  constructor () {
+    super()
+    this.message = 'too many resumes from older cursors; try again later'
+  }
+}
 const WEBHOOKS_NOT_KEPT = 'webhook events after this cursor are no longer kept'
 
 /** The in-process hub: one Poller per key, shared by every socket of the key. */
 export class LocalHub implements Hub {
   private readonly o: LocalHubOptions
   private readonly feeds = new Map<string, Feed>()
+  /** Feeds that no socket holds, oldest linger first: they give way when the instance is full. */
+  private readonly lingering = new Map<string, Feed>()
+  /** The feeds of each client, by clientKey(channel, clientId). */
+  private readonly clients = new Map<string, ClientFeeds<Feed>>()
+  /** The catch-up reads each client may still make (see CATCH_UPS_BURST). */
+  private readonly catchUps = new TokenBuckets(CATCH_UPS_PER_S, CATCH_UPS_BURST)
   private readonly polling: PollerContexts
   private readonly source: FeedSourceFactory
   private readonly host: FeedHost
@@ -56,6 +85,7 @@ export class LocalHub implements Hub {
     this.host = {
       cursors: opts.cursors,
       bufferSize: opts.bufferSize,
+      bufferBytes: opts.bufferBytes,
       echoes: opts.webhooks?.echoes,
       onPublish: opts.onPublish,
       childLog: (bindings) => opts.log.child(bindings),
@@ -69,7 +99,7 @@ export class LocalHub implements Hub {
     let feed = this.feeds.get(id)
     if (feed === undefined) {
       if (this.o.apis.get(key.channel)?.traits.refused === true) throw new ChannelRefusedError()
-      if (this.feeds.size >= this.o.maxFeeds) throw new FeedLimitError()
+      if (this.feeds.size >= this.o.maxFeeds && !this.giveWay()) throw new FeedLimitError()
       feed = this.createFeed(id, key, resume)
       const position = feed.pos
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
@@ -92,10 +122,7 @@ export class LocalHub implements Hub {
       }
       return await this.waitStart(feed.starting.outcome)
     }
-    if (feed.linger !== undefined) {
-      clearTimeout(feed.linger)
-      feed.linger = undefined
-    }
+    this.stopLinger(feed)
     if (resume === undefined || samePosition(resume, feed.pos)) {
       const position = feed.pos
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
@@ -130,7 +157,9 @@ export class LocalHub implements Hub {
       feed.pace()
       return
     }
-    if (this.o.lingerMs === 0) {
+    // A feed that delivered nothing has nothing to resume from memory: its cursor names a time, and a
+    // new feed reads from that time. Only feeds with events linger.
+    if (this.o.lingerMs === 0 || feed.seq === 0) {
       this.endFeed(id, feed)
       return
     }
@@ -140,6 +169,28 @@ export class LocalHub implements Hub {
       if (feed.subs.size === 0 && this.feeds.get(id) === feed) this.endFeed(id, feed)
     }, this.o.lingerMs)
     feed.linger.unref()
+    this.lingering.set(id, feed)
+  }
+
+  private stopLinger (feed: Feed): void {
+    if (feed.linger === undefined) return
+    clearTimeout(feed.linger)
+    feed.linger = undefined
+    this.lingering.delete(feed.id)
+  }
+
+  /**
+   * Ends a feed that no socket holds, to make room for one that a socket
+   * wants: the one that has lingered longest, or the oldest of `among`.
+   * False when none lingers.
+   */
+  private giveWay (among?: Iterable<Feed>): boolean {
+    for (const feed of among ?? this.lingering.values()) {
+      if (feed.linger === undefined) continue
+      this.endFeed(feed.id, feed)
+      return true
+    }
+    return false
   }
 
   drained (key: FeedKey, sub: Subscriber): void {
@@ -156,7 +207,7 @@ export class LocalHub implements Hub {
       subscribers += f.subs.size
       if (f.source.isPaused) pausedFeeds++
     }
-    return { feeds: this.feeds.size, subscribers, pausedFeeds }
+    return { feeds: this.feeds.size, subscribers, pausedFeeds, full: this.feeds.size >= this.o.maxFeeds && this.lingering.size === 0 }
   }
 
   async close (): Promise<void> {
@@ -168,11 +219,17 @@ export class LocalHub implements Hub {
     if (api === undefined) throw new Error(`no channel "${key.channel}"`)
     // Before the upstream has answered anything its clock is not known: the connection's start (ts 0) is
     // the one time it surely knows, and its `cid` scopes what that brings.
-    const feed = new Feed(this.host, id, key, resume, this.o.webhooks?.mailbox.mark() ?? 0, api.traits.upstreamNow() ?? 0)
+    const ck = clientKey(key.channel, key.clientId)
+    let client = this.clients.get(ck)
+    if (client === undefined) this.clients.set(ck, client = new ClientFeeds())
+    // A client that keeps opening connections keeps its own lingering ones to a bound: the oldest go first.
+    if (client.feeds.size >= this.o.maxFeedsPerClient) this.giveWay(client.feeds)
+    const feed = new Feed(this.host, client, id, key, resume, this.o.webhooks?.mailbox.mark() ?? 0, api.traits.upstreamNow() ?? 0)
     // From a millisecond early: while the upstream's bound is not known, "from S" is asked as S - 1.
-    if (feed.start.hash === '') feed.before = this.deliveredAround(key, feed.start.ts - 1, feed.start.ts + api.traits.granularity)
+    if (feed.start.hash === '') feed.before = this.deliveredAround(client, feed.start.ts - 1, feed.start.ts + api.traits.granularity)
     feed.source = this.source(feed)
     this.feeds.set(id, feed)
+    client.feeds.add(feed)
     this.o.webhooks?.mailbox.watch?.(key.channel, key.clientId)
     feed.source.start()
     return feed
@@ -186,10 +243,9 @@ export class LocalHub implements Hub {
    * after it began, so a resume from its welcome cursor is owed it, even
    * where another tab of the client had it already.
    */
-  private deliveredAround (key: FeedKey, from: number, to: number): CursorPosition[] | undefined {
+  private deliveredAround (client: ClientFeeds<Feed>, from: number, to: number): CursorPosition[] | undefined {
     let out: CursorPosition[] | undefined
-    for (const f of this.feeds.values()) {
-      if (f.key.clientId !== key.clientId || f.key.channel !== key.channel) continue
+    for (const f of client.feeds) {
       for (const e of f.recent) {
         const at = e.pos.poll
         if (e.kind === 'poll' && at !== undefined && at.ts >= from && at.ts < to) (out ??= []).push(at)
@@ -247,6 +303,10 @@ export class LocalHub implements Hub {
       // The feed has polled nothing yet; a cursor from before it cannot be bounded, one from its start needs nothing.
       if (resume.poll !== undefined && resume.poll.hash !== '') return fail(OLDER_THAN_KEPT)
     } else if (!(stopAfter !== undefined && resume.poll !== undefined && samePoll(stopAfter, resume.poll))) {
+      if (!this.mayCatchUp(feed.key)) {
+        this.unsubscribe(feed.key, sub)
+        throw new CatchUpLimitError()
+      }
       const api = this.o.apis.get(feed.key.channel) as ChatApi
       const read = await readAfter(api, feed.key, resume.poll ?? { ts: 0, hash: '' }, { before: stopBefore, through: stopAfter })
       if (typeof read === 'string') return feed.subs.get(sub) === state ? fail(read) : { resumed: false, gap: read }
@@ -255,18 +315,26 @@ export class LocalHub implements Hub {
     if (feed.subs.get(sub) !== state) return { resumed: false, gap: 'socket closed' }
     const webhookLimit = oldest?.before.webhook ?? posNow.webhook
     let pos: StreamPosition = { poll: resume.poll, webhook: resume.webhook }
+    const frames: string[] = []
     for (const ev of polled) {
       pos = { poll: { ts: ev.ts, hash: ev.hash }, webhook: pos.webhook }
-      sub.deliver(feed.frameOf(pos, ev.json))
+      frames.push(feed.frameOf(pos, ev.json))
     }
     for (const m of mail) {
       if (m.pos > webhookLimit) break
       pos = { poll: pos.poll, webhook: m.pos }
-      sub.deliver(feed.frameOf(pos, m.json))
+      frames.push(feed.frameOf(pos, m.json))
     }
+    // What was read back goes first, at the socket's pace, then what memory holds from there on.
+    state.backlog = { frames, next: 0 }
     state.lastSeq = oldest === undefined ? seqNow : oldest.seq - 1
     feed.replay(sub, state)
     return { resumed: true }
+  }
+
+  /** Takes one of the client's catch-up reads; false when it has none left for now. */
+  private mayCatchUp (key: FeedKey): boolean {
+    return this.catchUps.take(clientKey(key.channel, key.clientId), Date.now())
   }
 
   /** Webhook mail of a client after `pos`, or null when some of it may be lost. */
@@ -276,9 +344,8 @@ export class LocalHub implements Hub {
 
   /** Webhook deliveries for a client: to every feed of that client. */
   deliverWebhook (channel: string, clientId: string, entries: MailboxEntry[]): void {
-    for (const feed of this.feeds.values()) {
-      if (feed.key.channel === channel && feed.key.clientId === clientId) feed.publishMail(entries)
-    }
+    const client = this.clients.get(clientKey(channel, clientId))
+    if (client !== undefined) for (const feed of client.feeds) feed.publishMail(entries)
   }
 
   /** The upstream refused the channel token: every feed of the channel ends, its sockets close with 4502. */
@@ -302,10 +369,14 @@ export class LocalHub implements Hub {
   }
 
   private endFeed (id: string, feed: Feed): void {
-    if (feed.linger !== undefined) clearTimeout(feed.linger)
+    this.stopLinger(feed)
     feed.source.stop()
     feed.subs.clear()
+    feed.forget()
     this.feeds.delete(id)
+    const client = feed.client
+    client.feeds.delete(feed)
+    if (client.feeds.size === 0) this.clients.delete(clientKey(feed.key.channel, feed.key.clientId))
     this.o.webhooks?.mailbox.unwatch?.(feed.key.channel, feed.key.clientId)
   }
 }

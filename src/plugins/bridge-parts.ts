@@ -26,16 +26,21 @@ export function buildBridgeParts (app: FastifyInstance, config: Config, channels
   const apis = buildUpstreamClients(config, channels, app.log, metrics)
   const feeds = buildFeeds(app, config, { apis, cursors: credentials.cursors, metrics })
   const { cluster, hub } = feeds
-  const sessions = new Sessions(config.HEARTBEAT_MS)
+  const sessions = new Sessions(config.HEARTBEAT_MS, {
+    maxSockets: config.MAX_SOCKETS_PER_ADDRESS,
+    newClientsPerS: config.NEW_CLIENTS_PER_ADDRESS_PER_S,
+    newClientsBurst: config.NEW_CLIENTS_PER_ADDRESS_BURST
+  })
+  // A refused channel is known by its own polls (the feeds), never by one client's request.
   const requests = new Requests({
     apis,
     resultCacheMs: config.RESULT_CACHE_MS,
+    resultCacheBytes: config.RESULT_CACHE_BYTES,
+    resultClientBytes: config.RESULT_CACHE_CLIENT_BYTES,
+    sendQueue: config.SEND_QUEUE_PER_CLIENT,
+    requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
     results: cluster?.results,
-    lanes: cluster?.lanes,
-    onChannelRejected: (channel, reason) => {
-      apis.get(channel)?.traits.refuse(reason)
-      sessions.rejectChannel(channel)
-    }
+    lanes: cluster?.lanes
   })
   metrics?.bind({
     polls: () => cluster?.feeds.owned ?? hub.stats().feeds,

@@ -29,7 +29,7 @@ export class Bridge {
   readonly metrics: Metrics | undefined
   /** The port of the separate metrics listener, when METRICS_PORT is set. */
   metricsPort: number | undefined
-  /** The webhook receiver, when WEBHOOK_SECRET is set. */
+  /** The webhook receiver, when WEBHOOK_SECRET or a channel's webhookSecret is set. */
   inbox: WebhookInbox | undefined
   private readonly drainMs: number
   private readonly healthy: () => boolean

@@ -21,7 +21,7 @@ export function buildCredentials (config: Config, log: FastifyBaseLogger): Crede
     log.warn('TICKET_SECRET is not set: a random secret is used, so tickets and cursors will not survive a restart')
   }
   const auth: Authenticator = config.AUTH_MODE === 'jwt'
-    ? new JwtAuth({ secret: config.JWT_SECRET, publicKey: config.JWT_PUBLIC_KEY, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE })
+    ? new JwtAuth({ secret: config.JWT_SECRET, publicKey: config.JWT_PUBLIC_KEY, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE, maxAgeS: config.JWT_MAX_AGE_S })
     : new TicketAuth(deriveKey(secret, 'ticket'), config.TICKET_TTL_S)
   return { auth, cursors: new CursorCodec(deriveKey(secret, 'cursor')) }
 }

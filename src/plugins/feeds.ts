@@ -14,7 +14,7 @@ import type { Metrics } from './metrics.js'
 /** Webhook objects kept per client for resumes. */
 const MAIL_PER_CLIENT = 500
 
-/** The webhook's mail and the answers already seen, when WEBHOOK_SECRET is set. */
+/** The webhook's mail and the answers already seen, when WEBHOOK_SECRET or a channel's webhookSecret is set. */
 export interface Webhooks { mailbox: MailStore, echoes: Echoes }
 
 export interface Feeds {
@@ -62,7 +62,7 @@ export function buildFeeds (app: FastifyInstance, config: Config, o: FeedsOption
   const cluster = redis === undefined
     ? undefined
     : new Cluster({ config, redis, apis: o.apis, gate, log: app.log.child({ component: 'redis' }), pollLog: hubLog })
-  const webhooks = config.WEBHOOK_SECRET === undefined
+  const webhooks = config.WEBHOOK_SECRET === undefined && [...o.apis.values()].every((api) => api.channel.webhookSecret === undefined)
     ? undefined
     : {
         mailbox: cluster?.mailStore(config.WEBHOOK_RETENTION_MS, MAIL_PER_CLIENT) ?? localMailbox(app, config.WEBHOOK_RETENTION_MS),
@@ -74,6 +74,9 @@ export function buildFeeds (app: FastifyInstance, config: Config, o: FeedsOption
     log: hubLog,
     lingerMs: config.POLL_LINGER_MS,
     bufferSize: config.EVENT_BUFFER,
+    bufferBytes: config.EVENT_BUFFER_BYTES,
+    // Each socket of a client may have a feed of its own, and as many may linger after a reconnect.
+    maxFeedsPerClient: 2 * config.MAX_SOCKETS_PER_CLIENT,
     backoffBaseMs: config.BACKOFF_BASE_MS,
     backoffMaxMs: config.BACKOFF_MAX_MS,
     // A busy upstream may take a while to answer the first poll of a resume; a gap is worse than a slow welcome.

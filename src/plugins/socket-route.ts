@@ -80,6 +80,6 @@ export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promis
     const tcp = req.raw.socket as { _httpMessage?: unknown } | null
     if (tcp !== null) tcp._httpMessage = null
     // The session registers itself and lives as long as its socket.
-    new Session(socket, channel, deps)
+    new Session(socket, channel, req.ip, deps)
   })
 }

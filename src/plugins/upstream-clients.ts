@@ -26,7 +26,14 @@ export function buildUpstreamClients (config: Config, channels: Channel[], log: 
       log: upstreamLog.child({ channel: c.name }),
       onQuirk: metrics === undefined ? undefined : (quirk) => { metrics.upstreamQuirks.inc({ channel: c.name, quirk }) }
     })
-    apis.set(c.name, new ChatApi(c, { requestTimeoutMs: config.REQUEST_TIMEOUT_MS, pollTimeoutMs: config.POLL_TIMEOUT_MS, pools, observe, traits }))
+    apis.set(c.name, new ChatApi(c, {
+      requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
+      pollTimeoutMs: config.POLL_TIMEOUT_MS,
+      callsPerClient: config.UPSTREAM_CALLS_PER_CLIENT,
+      pools,
+      observe,
+      traits
+    }))
   }
   return apis
 }

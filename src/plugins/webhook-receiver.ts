@@ -8,12 +8,38 @@ import { webhookRoutes } from './webhook-route.js'
 
 export interface WebhookReceiverOptions {
   config: Config
-  /** The webhook's secret, WEBHOOK_SECRET. */
-  secret: string
   channels: Channel[]
   webhooks: Webhooks
   hub: Hub
   metrics: Metrics | undefined
+}
+
+/**
+ * The secret each channel's webhook takes, by channel name. A channel with a
+ * `webhookSecret` of its own takes that one only. WEBHOOK_SECRET serves a
+ * channel without one only where it is the sole channel: shared by several,
+ * one secret would let a delivery meant for one channel reach the clients of
+ * another. A channel missing from the map takes no webhook (404).
+ */
+export function webhookSecrets (channels: Channel[], shared: string | undefined): Map<string, string> {
+  const secrets = new Map<string, string>()
+  for (const c of channels) {
+    const secret = c.webhookSecret ?? (channels.length === 1 ? shared : undefined)
+    if (secret !== undefined) secrets.set(c.name, secret)
+  }
+  return secrets
+}
+
+/** What an operator should hear at start-up about WEBHOOK_SECRET going unused (never a secret itself). */
+export function webhookWarnings (channels: Channel[], shared: string | undefined): string[] {
+  if (shared === undefined) return []
+  const secrets = webhookSecrets(channels, shared)
+  const deaf = channels.filter((c) => !secrets.has(c.name)).map((c) => `"${c.name}"`)
+  if (deaf.length > 0) {
+    return [`WEBHOOK_SECRET serves a bridge of one channel only; with ${channels.length}, these take no webhook until CHANNELS gives each a "webhookSecret" of its own: ${deaf.join(', ')}`]
+  }
+  if (channels.every((c) => c.webhookSecret !== undefined)) return ['WEBHOOK_SECRET is set but every channel has a "webhookSecret" of its own: it is not used']
+  return []
 }
 
 /**
@@ -39,6 +65,8 @@ export const webhookReceiver = rootPlugin('webhook-receiver', async (app, o: Web
         }
   })
   app.bridge.inbox = inbox
+  for (const warning of webhookWarnings(o.channels, config.WEBHOOK_SECRET)) app.log.warn(warning)
+  const secrets = webhookSecrets(o.channels, config.WEBHOOK_SECRET)
   // A context of its own: the route reads every body as text, and that must not reach the other routes.
-  await app.register(webhookRoutes, { inbox, secret: o.secret, maxBytes: config.WEBHOOK_MAX_BYTES })
+  await app.register(webhookRoutes, { inbox, secrets, maxBytes: config.WEBHOOK_MAX_BYTES })
 })

@@ -1,12 +1,18 @@
 import { createHmac, createPublicKey, hkdfSync, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto'
-import { jwtVerify, type JWTVerifyOptions } from 'jose'
+import { jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose'
+import { isDotSegment } from '../upstream/json.js'
 
 /** A key of its own for each use of TICKET_SECRET (tickets, cursors), so one can never be passed off as the other. */
 export function deriveKey (secret: Buffer, purpose: 'ticket' | 'cursor'): Buffer {
   return Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), `chatapi-bridge ${purpose} v1`, 32))
 }
 
-export interface Identity { clientId: string, ticket?: string }
+export interface Identity {
+  clientId: string
+  ticket?: string
+  /** A client made just now (an anonymous visitor's first hello): new clients are paced per source address. */
+  fresh?: true
+}
 
 /** A credential was missing, malformed, forged or expired: the socket closes with 4401. */
 export class AuthError extends Error {
@@ -22,6 +28,14 @@ export interface Authenticator {
 }
 
 const CLIENT_ID = /^[A-Za-z0-9._:@~-]{1,128}$/
+
+/** A clientId goes into upstream paths, where `.` and `..` would be read as steps rather than a name. */
+function usableClientId (value: unknown): value is string {
+  return typeof value === 'string' && CLIENT_ID.test(value) && !isDotSegment(value)
+}
+
+/** How far an issuer's clock may run ahead of ours: a JWT made just now by a slightly fast clock still passes. */
+const CLOCK_SKEW_S = 30
 
 /**
  * Ticket mode: anonymous visitors. A first hello without `auth` makes a new
@@ -48,7 +62,7 @@ export class TicketAuth implements Authenticator {
   async authenticate (auth: string | undefined): Promise<Identity> {
     if (auth === undefined) {
       const clientId = randomUUID()
-      return { clientId, ticket: this.issue(clientId) }
+      return { clientId, ticket: this.issue(clientId), fresh: true }
     }
     const clientId = this.verify(auth)
     // A ticket near the end of its life is renewed, so an active visitor keeps their identity.
@@ -69,7 +83,7 @@ export class TicketAuth implements Authenticator {
       throw new AuthError('malformed ticket')
     }
     const { c, e } = (body ?? {}) as { c?: unknown, e?: unknown }
-    if (typeof c !== 'string' || !CLIENT_ID.test(c) || typeof e !== 'number') throw new AuthError('malformed ticket')
+    if (!usableClientId(c) || typeof e !== 'number') throw new AuthError('malformed ticket')
     if (e * 1000 <= this.now()) throw new AuthError('ticket expired')
     return c
   }
@@ -79,15 +93,30 @@ export class TicketAuth implements Authenticator {
   }
 }
 
-export interface JwtSettings { secret?: string | undefined, publicKey?: string | undefined, issuer?: string | undefined, audience?: string | undefined }
+export interface JwtSettings {
+  secret?: string | undefined
+  publicKey?: string | undefined
+  issuer?: string | undefined
+  audience?: string | undefined
+  /** JWT_MAX_AGE_S: the longest lifetime a JWT may claim, in seconds. */
+  maxAgeS: number
+}
 
-/** JWT mode: the host application signs in its users; `sub` is the clientId and `exp` is required. */
+/**
+ * JWT mode: the host application signs in its users; `sub` is the clientId
+ * and `exp` is required. A JWT may live at most `maxAgeS`: a leaked one that
+ * claims to live for years would otherwise be a credential for years.
+ */
 export class JwtAuth implements Authenticator {
   readonly mode = 'jwt'
   private readonly key: Uint8Array | KeyObject
   private readonly verifyOptions: JWTVerifyOptions
+  private readonly maxAgeS: number
+  private readonly now: () => number
 
-  constructor (s: JwtSettings) {
+  constructor (s: JwtSettings, now: () => number = Date.now) {
+    this.maxAgeS = s.maxAgeS
+    this.now = now
     if (s.secret !== undefined) {
       this.key = new TextEncoder().encode(s.secret)
       this.verifyOptions = { algorithms: ['HS256', 'HS384', 'HS512'] }
@@ -104,15 +133,34 @@ export class JwtAuth implements Authenticator {
 
   async authenticate (auth: string | undefined): Promise<Identity> {
     if (auth === undefined) throw new AuthError('a JWT is required')
-    let sub: unknown
+    const nowMs = this.now()
+    let payload: JWTPayload
     try {
-      const { payload } = await jwtVerify(auth, this.key, this.verifyOptions)
-      sub = payload.sub
+      ({ payload } = await jwtVerify(auth, this.key, { ...this.verifyOptions, currentDate: new Date(nowMs) }))
     } catch (err) {
       const code = (err as { code?: unknown }).code
       throw new AuthError(code === 'ERR_JWT_EXPIRED' ? 'JWT expired' : 'JWT is not valid')
     }
-    if (typeof sub !== 'string' || !CLIENT_ID.test(sub)) throw new AuthError('JWT sub is not a usable clientId')
-    return { clientId: sub }
+    const problem = this.lifetimeProblem(payload, Math.floor(nowMs / 1000))
+    if (problem !== undefined) throw new AuthError(problem)
+    if (!usableClientId(payload.sub)) throw new AuthError('JWT sub is not a usable clientId')
+    return { clientId: payload.sub }
+  }
+
+  /**
+   * jose's maxTokenAge is not used: it bounds the time since `iat` and makes
+   * `iat` required, where the bound here is on the lifetime and holds
+   * without `iat` too, from now to `exp`.
+   */
+  private lifetimeProblem (payload: JWTPayload, nowS: number): string | undefined {
+    // exp is a required claim that jose has checked to be a number.
+    const exp = payload.exp ?? Number.POSITIVE_INFINITY
+    if (exp - nowS > this.maxAgeS + CLOCK_SKEW_S) return 'JWT lives longer than JWT_MAX_AGE_S allows'
+    const iat = payload.iat
+    if (iat === undefined) return undefined
+    if (iat > nowS + CLOCK_SKEW_S) return 'JWT iat is in the future'
+    // Both ends come from the issuer's clock, so no skew is allowed for here.
+    if (exp - iat > this.maxAgeS) return 'JWT lives longer than JWT_MAX_AGE_S allows'
+    return undefined
   }
 }

@@ -1,4 +1,5 @@
 import { checkFrame, jsonDepth, MAX_JSON_DEPTH, type RequestFrame } from './protocol.js'
+import { isDotSegment } from '../upstream/json.js'
 
 /** A text frame from a client, read: its type and body, or what is wrong with it (and its id, to answer). */
 export type ReadFrame =
@@ -32,6 +33,17 @@ export function requestProblem (frame: RequestFrame): string | undefined {
   if (problem !== null) return `${frame.type}: ${problem}`
   if ((frame.type === 'send' || frame.type === 'sendAsync') && (frame.query === undefined) === (frame.event === undefined)) {
     return `${frame.type}: give exactly one of "query" and "event"`
+  }
+  return pathFieldProblem(frame)
+}
+
+/**
+ * The request fields that become an upstream path segment (see callFor):
+ * `.` or `..` there would take the call to another path behind a normalising proxy.
+ */
+function pathFieldProblem (frame: RequestFrame): string | undefined {
+  if ((frame.type === 'getStatus' || frame.type === 'setStatus') && isDotSegment(frame.questionId)) {
+    return `${frame.type}: questionId must not be "." or ".."`
   }
   return undefined
 }

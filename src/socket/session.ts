@@ -2,13 +2,14 @@ import { randomBytes } from 'node:crypto'
 import type { WebSocket, RawData } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import { AuthError, type Authenticator } from './auth.js'
-import { CloseCode, closeReason, ErrorCode } from './errors.js'
+import { CloseCode, ErrorCode } from './errors.js'
 import { ChannelRefusedError, FeedLimitError, type FeedKey, type Hub, type Subscriber } from '../feed/hub.js'
 import type { CursorCodec, StreamPosition } from '../feed/cursor.js'
 import { checkFrame, isRequestType, type HelloFrame, type RequestFrame, type WelcomeFrame } from './protocol.js'
 import { idOf, readFrame, requestProblem, unknownType } from './inbound.js'
 import type { Requests } from './requests.js'
 import { TokenBucket } from '../lib/token-bucket.js'
+import { SocketOutput, type OutputDeps } from './socket-output.js'
 import type { Metrics } from '../plugins/metrics.js'
 
 /** Where a session counts itself while open: the heartbeat, the per-client cap and shutdown go through it. */
@@ -18,9 +19,14 @@ export interface SessionRegistry {
   /** Counts a socket for its client; false when the client already has `max` here. */
   claim: (channel: string, clientId: string, max: number) => boolean
   release: (channel: string, clientId: string) => void
+  /** Counts a socket for its source address; false when the address has as many as it may. */
+  claimAddress: (address: string) => boolean
+  releaseAddress: (address: string) => void
+  /** Takes one of the address's new clients; false when it made as many as it may for now. */
+  admitClient: (address: string) => boolean
 }
 
-export interface SessionDeps {
+export interface SessionDeps extends OutputDeps {
   auth: Authenticator
   hub: Hub
   requests: Requests
@@ -28,8 +34,6 @@ export interface SessionDeps {
   log: FastifyBaseLogger
   helloTimeoutMs: number
   heartbeatMs: number
-  outboundQueueBytes: number
-  slowClientMs: number
   rateLimitPerS: number
   rateLimitBurst: number
   maxSocketsPerClient: number
@@ -38,41 +42,37 @@ export interface SessionDeps {
   metrics?: Metrics | undefined
 }
 
-/**
- * Where a socket is: waiting for its hello, being welcomed (events that come
- * meanwhile queue behind the welcome), open, or closed.
- */
-type SessionState = 'hello' | 'welcoming' | 'open' | 'closed'
 
 /** Bad frames in a row after which the socket is closed: one mistake is answered, a stream of them is abuse. */
 const MAX_BAD_FRAMES = 10
 
+/**
+ * Close codes counted by their own label; any other code a client sends in
+ * its close frame is counted as `other`, so clients cannot add labels.
+ */
+const CLOSE_LABELS = new Set<number>([...Object.values(CloseCode), 1005, 1006])
+const closeLabel = (code: number): string => CLOSE_LABELS.has(code) ? String(code) : 'other'
+
 /** One WebSocket: hello and auth, its subscription to the hub, its requests, its heartbeat. */
-export class Session implements Subscriber {
-  private readonly ws: WebSocket
-  private readonly d: SessionDeps
+export class Session extends SocketOutput<SessionDeps> implements Subscriber {
   readonly channel: string
-  private state: SessionState = 'hello'
+  /** Where the socket comes from (the client's address, through a trusted proxy's header where set). */
+  private address: string
   private key: FeedKey | undefined
   /** The socket's child logger, made on first use (see `log`). */
   private logger: FastifyBaseLogger | undefined
   private sessionId: string | undefined
   private helloTimer: NodeJS.Timeout | undefined
-  /** Frames that came before the welcome was out. */
-  private pending: string[] | undefined
   private badFrames = 0
-  private missedPongs = 0
-  /** Since when the outbound queue has been full; 0 when it has room. */
-  private behindSince = 0
   private readonly bucket: TokenBucket
   private limitedInRow = 0
   /** The part of the heartbeat period this socket is pinged in (kept by Sessions). */
   heartbeatSlice: Set<Session> | undefined
 
-  constructor (ws: WebSocket, channel: string, deps: SessionDeps) {
-    this.ws = ws
+  constructor (ws: WebSocket, channel: string, address: string, deps: SessionDeps) {
+    super(ws, deps)
     this.channel = channel
-    this.d = deps
+    this.address = address
     deps.registry.add(this)
     this.bucket = new TokenBucket(deps.rateLimitPerS, deps.rateLimitBurst, Date.now())
     this.helloTimer = setTimeout(helloTimedOut, deps.helloTimeoutMs, this)
@@ -82,12 +82,16 @@ export class Session implements Subscriber {
     ws.on('pong', onWsPong)
     ws.on('close', onWsClose)
     ws.on('error', onWsError)
+    if (!deps.registry.claimAddress(address)) {
+      this.address = ''
+      this.log.info({ address }, 'too many sockets from this address')
+      this.close(CloseCode.TRY_AGAIN_LATER)
+    }
   }
 
   /** Listeners of the socket (see the module functions below). */
-  onPong (): void { this.missedPongs = 0 }
   onSocketClose (code: number): void {
-    this.d.metrics?.closes.inc({ code: String(code) })
+    this.d.metrics?.closes.inc({ code: closeLabel(code) })
     this.onClosed()
   }
 
@@ -100,7 +104,7 @@ export class Session implements Subscriber {
    * Made when first needed: most sockets never log, and a child logger with
    * its bindings per idle socket is a good part of the memory it costs.
    */
-  private get log (): FastifyBaseLogger {
+  protected get log (): FastifyBaseLogger {
     this.sessionId ??= randomBytes(6).toString('base64url')
     this.logger ??= this.d.log.child(this.key === undefined
       ? { session: this.sessionId, channel: this.channel }
@@ -108,30 +112,7 @@ export class Session implements Subscriber {
     return this.logger
   }
 
-  /** A getter, so that checks after an await are not narrowed away by the compiler. */
-  get closed (): boolean { return this.state === 'closed' }
 
-  /** The one place the state changes: hello → welcoming → open, and closed from any of them. */
-  private to (state: SessionState): void { this.state = state }
-
-  /** Bytes written to this socket that the client has not taken yet. */
-  get bufferedBytes (): number { return this.ws.bufferedAmount }
-
-  deliver (frame: string): boolean {
-    if (this.state === 'welcoming') {
-      ;(this.pending ??= []).push(frame)
-      return true
-    }
-    if (this.state !== 'open' || this.ws.readyState !== this.ws.OPEN) return true
-    if (this.ws.bufferedAmount + frame.length < this.d.outboundQueueBytes) {
-      this.ws.send(frame)
-      return true
-    }
-    // The queue is full: this is the last frame until it drains; the hub keeps the rest.
-    if (this.behindSince === 0) this.behindSince = Date.now()
-    this.ws.send(frame, () => { this.onFlushed() })
-    return false
-  }
 
   upstreamRejected (): void {
     this.close(CloseCode.UPSTREAM_REJECTED_CHANNEL)
@@ -142,68 +123,25 @@ export class Session implements Subscriber {
     this.close(CloseCode.TOO_SLOW)
   }
 
-  /** Everything queued up to the last frame is written: take more from the hub. */
-  private onFlushed (): void {
-    if (this.closed || this.key === undefined) return
-    this.behindSince = 0
-    this.d.hub.drained(this.key, this)
+  protected onDrained (): void {
+    if (this.key !== undefined) this.d.hub.drained(this.key, this)
   }
 
-  /** Called by the shared heartbeat timer every heartbeatMs. */
-  heartbeat (): void {
-    if (this.state === 'closed') return
-    if (this.missedPongs >= 2) {
-      this.log.info('no pong for two heartbeats; ending the socket')
-      this.ws.terminate()
-      return
-    }
-    if (this.behindSince !== 0 && Date.now() - this.behindSince > this.d.slowClientMs) {
-      this.log.info('stayed behind too long; closing so it resumes')
-      this.close(CloseCode.TOO_SLOW)
-      return
-    }
-    this.missedPongs++
-    this.ws.ping()
-    if (this.state === 'open') this.send('{"type":"ping"}')
-  }
 
-  /** Cuts the connection without a close handshake, as a network failure would (operators and tests). */
-  cut (): void {
-    this.ws.terminate()
-  }
-
-  close (code: CloseCode): void {
-    if (this.state === 'closed') return
-    this.ws.close(code, closeReason[code])
-    this.onClosed()
-  }
-
-  /** Closes with `code` and resolves when the close handshake ends, cutting the socket after `graceMs`. */
-  async closeAndWait (code: CloseCode, graceMs: number): Promise<void> {
-    if (this.ws.readyState === this.ws.CLOSED) return
-    const closed = new Promise<void>((resolve) => { this.ws.once('close', () => { resolve() }) })
-    this.close(code)
-    const timer = setTimeout(() => { this.ws.terminate() }, graceMs)
-    await closed
-    clearTimeout(timer)
-  }
-
-  private onClosed (): void {
+  protected onClosed (): void {
     if (this.state === 'closed') return
     this.to('closed')
     clearTimeout(this.helloTimer)
     this.helloTimer = undefined
-    this.pending = undefined
+    this.dropPending()
     this.d.registry.delete(this)
+    if (this.address !== '') this.d.registry.releaseAddress(this.address)
     if (this.key !== undefined) {
       this.d.registry.release(this.channel, this.key.clientId)
       this.d.hub.unsubscribe(this.key, this)
     }
   }
 
-  private send (frame: string): void {
-    if (this.ws.readyState === this.ws.OPEN) this.ws.send(frame)
-  }
 
   onMessage (data: RawData, isBinary: boolean): void {
     if (this.state === 'closed') return
@@ -216,10 +154,9 @@ export class Session implements Subscriber {
       this.badFrame(read.problem, read.id)
       return
     }
-    this.missedPongs = 0
     const { type, frame } = read
-    if (type === 'pong') return
-    if (type === 'ping') { this.send('{"type":"pong"}'); return }
+    if (type === 'pong') { this.onPong(); return }
+    if (type === 'ping') { this.onPing(); return }
     if (type === 'hello') { this.onHello(frame); return }
     if (!isRequestType(type)) {
       this.badFrame(unknownType(type), idOf(frame))
@@ -228,11 +165,23 @@ export class Session implements Subscriber {
     this.onRequest(frame as RequestFrame)
   }
 
+  /** A ping is answered like a request is: after hello, and within the rate limit. */
+  private onPing (): void {
+    if (this.state === 'hello') {
+      this.badFrame('send hello first')
+      return
+    }
+    if (!this.admit()) {
+      this.limited()
+      return
+    }
+    this.send('{"type":"pong"}')
+  }
+
   private onRequest (frame: RequestFrame): void {
     const id = idOf(frame)
     if (this.state !== 'open') {
-      if (id !== undefined) this.sendResultError(id, ErrorCode.NOT_READY, 'send hello and wait for welcome first')
-      else this.badFrame('send hello and wait for welcome first')
+      this.badFrame('send hello and wait for welcome first', id, ErrorCode.NOT_READY)
       return
     }
     const problem = requestProblem(frame)
@@ -242,17 +191,12 @@ export class Session implements Subscriber {
     }
     this.badFrames = 0
     if (!this.admit()) {
-      this.d.metrics?.rateLimited.inc()
-      this.sendResultError(frame.id, ErrorCode.RATE_LIMITED, `more than ${this.d.rateLimitBurst} requests at once or ${this.d.rateLimitPerS} per second`)
-      if (++this.limitedInRow > this.d.rateLimitBurst) {
-        this.log.info('kept sending past the rate limit; closing')
-        this.close(CloseCode.TOO_MANY_FRAMES)
-      }
+      this.limited(frame.id)
       return
     }
     this.limitedInRow = 0
     const key = this.key as FeedKey
-    this.d.requests.handle({ channel: this.channel, clientId: key.clientId, cid: key.cid }, frame).then(
+    this.d.requests.handle({ channel: this.channel, clientId: key.clientId, cid: key.cid, gone: () => this.closed }, frame).then(
       (result) => {
         this.d.metrics?.requests.inc({ type: frame.type, result: result.ok ? 'ok' : 'error' })
         this.send(JSON.stringify(result))
@@ -300,6 +244,12 @@ export class Session implements Subscriber {
       if ('error' in pos) gap = pos.error
       else resume = pos
     }
+    if (identity.fresh === true && !this.d.registry.admitClient(this.address)) {
+      this.log.info('too many new clients from this address')
+      this.d.metrics?.hellos.inc({ channel: this.channel, result: 'busy' })
+      this.close(CloseCode.TRY_AGAIN_LATER)
+      return
+    }
     if (!this.d.registry.claim(this.channel, key.clientId, this.d.maxSocketsPerClient)) {
       this.log.info('too many sockets for this client')
       this.d.metrics?.hellos.inc({ channel: this.channel, result: 'too_many_sockets' })
@@ -320,7 +270,7 @@ export class Session implements Subscriber {
         return
       }
       if (!(err instanceof FeedLimitError)) throw err
-      this.log.warn('upstream poll limit reached; refusing the socket')
+      this.log.warn({ reason: err.message }, 'refusing the socket for now')
       this.d.metrics?.hellos.inc({ channel: this.channel, result: 'busy' })
       this.close(CloseCode.TRY_AGAIN_LATER)
       return
@@ -338,10 +288,8 @@ export class Session implements Subscriber {
     if (sub.position !== undefined) welcome.cursor = this.d.cursors.encode(key, sub.position)
     if (hello.resume !== undefined && !sub.resumed) welcome.gap = { reason: gap ?? sub.gap ?? 'cannot resume' }
     this.send(JSON.stringify(welcome))
-    const queued = this.pending
-    this.pending = undefined
     this.to('open')
-    if (queued !== undefined) for (const f of queued) this.send(f)
+    this.flushPending()
     this.d.metrics?.hellos.inc({ channel: this.channel, result: 'welcome' })
     if (hello.resume !== undefined) this.d.metrics?.resumes.inc({ outcome: sub.resumed ? 'resumed' : 'gap' })
     // Only when it is written: the session's child logger is made on first use.
@@ -353,10 +301,22 @@ export class Session implements Subscriber {
     return this.bucket.take(Date.now())
   }
 
-  private badFrame (message: string, id?: string): void {
+  /** Past the rate limit: told so, and closed when it keeps on. */
+  private limited (id?: string): void {
+    this.d.metrics?.rateLimited.inc()
+    const message = `more than ${this.d.rateLimitBurst} requests at once or ${this.d.rateLimitPerS} per second`
+    if (id !== undefined) this.sendResultError(id, ErrorCode.RATE_LIMITED, message)
+    else this.send(JSON.stringify({ type: 'error', code: ErrorCode.RATE_LIMITED, message }))
+    if (++this.limitedInRow > this.d.rateLimitBurst) {
+      this.log.info('kept sending past the rate limit; closing')
+      this.close(CloseCode.TOO_MANY_FRAMES)
+    }
+  }
+
+  private badFrame (message: string, id?: string, code: ErrorCode = ErrorCode.BAD_REQUEST): void {
     this.badFrames++
-    if (id !== undefined) this.sendResultError(id, ErrorCode.BAD_REQUEST, message)
-    else this.send(JSON.stringify({ type: 'error', code: ErrorCode.BAD_REQUEST, message }))
+    if (id !== undefined) this.sendResultError(id, code, message)
+    else this.send(JSON.stringify({ type: 'error', code, message }))
     if (this.badFrames >= MAX_BAD_FRAMES) {
       this.log.info('too many bad frames in a row; closing')
       this.close(CloseCode.TOO_MANY_FRAMES)

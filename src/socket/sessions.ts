@@ -1,6 +1,8 @@
 import { CloseCode } from './errors.js'
 import type { Session, SessionRegistry } from './session.js'
 import { clientKey } from '../lib/client-key.js'
+import { Counts } from '../lib/counts.js'
+import { AddressLimits, type AddressLimitOptions } from './address-limits.js'
 
 /** Most slices a heartbeat period is cut into, and the shortest tick. */
 const MAX_SLICES = 25
@@ -14,29 +16,28 @@ const MIN_TICK_MS = 50
  */
 export class Sessions extends Set<Session> implements SessionRegistry {
   private readonly timer: NodeJS.Timeout
-  private readonly perClient = new Map<string, number>()
+  private readonly perClient = new Counts()
+  private readonly addresses: AddressLimits
   private readonly slices: Array<Set<Session>>
   private nextSlice = 0
   private tick = 0
 
   /** Counts a socket for its client; false when the client already has `max` here. */
   claim (channel: string, clientId: string, max: number): boolean {
-    const k = clientKey(channel, clientId)
-    const n = this.perClient.get(k) ?? 0
-    if (n >= max) return false
-    this.perClient.set(k, n + 1)
-    return true
+    return this.perClient.claim(clientKey(channel, clientId), max)
   }
+
+  claimAddress (address: string): boolean { return this.addresses.claim(address) }
+  releaseAddress (address: string): void { this.addresses.release(address) }
+  admitClient (address: string): boolean { return this.addresses.admitClient(address) }
 
   release (channel: string, clientId: string): void {
-    const k = clientKey(channel, clientId)
-    const n = (this.perClient.get(k) ?? 1) - 1
-    if (n <= 0) this.perClient.delete(k)
-    else this.perClient.set(k, n)
+    this.perClient.release(clientKey(channel, clientId))
   }
 
-  constructor (heartbeatMs: number) {
+  constructor (heartbeatMs: number, limits: AddressLimitOptions = { maxSockets: Infinity, newClientsPerS: Infinity, newClientsBurst: Infinity }) {
     super()
+    this.addresses = new AddressLimits(limits)
     const n = Math.max(1, Math.min(MAX_SLICES, Math.floor(heartbeatMs / MIN_TICK_MS)))
     this.slices = Array.from({ length: n }, () => new Set<Session>())
     // Each slice's turn comes once per heartbeatMs.
@@ -85,10 +86,6 @@ export class Sessions extends Set<Session> implements SessionRegistry {
       await s.closeAndWait(CloseCode.RESTART, graceMs)
     })
     await Promise.all(closing)
-  }
-
-  rejectChannel (channel: string): void {
-    for (const s of this) if (s.channel === channel) s.close(CloseCode.UPSTREAM_REJECTED_CHANNEL)
   }
 
   /** Closes every socket with 1012 and waits, at most `graceMs`, for the close handshakes; stragglers are cut. */

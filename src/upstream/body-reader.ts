@@ -18,12 +18,28 @@ export abstract class BodyReader implements Dispatcher.DispatchHandler {
   private chunks: Buffer[] | undefined
   private size = 0
   private settled = false
+  private timer: NodeJS.Timeout | undefined
 
   /** Ends the exchange; nothing is told of it afterwards. */
   cancel (): void {
     if (this.settled) return
     this.settled = true
+    clearTimeout(this.timer)
     this.abortFn?.(new undiciErrors.RequestAbortedError())
+  }
+
+  /**
+   * Fails the exchange as unanswered in time after `ms`, on a timer of its
+   * own: undici's timers over a second are coarse and may fire early, and a
+   * request's deadline is a promise to the client.
+   */
+  expireAfter (ms: number): void {
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      if (this.settled) return
+      this.onError(new undiciErrors.HeadersTimeoutError())
+      this.abortFn?.(new undiciErrors.RequestAbortedError())
+    }, ms)
   }
 
   onConnect (abort: (err?: Error) => void): void {
@@ -57,6 +73,7 @@ export abstract class BodyReader implements Dispatcher.DispatchHandler {
   onComplete (): void {
     if (this.settled) return
     this.settled = true
+    clearTimeout(this.timer)
     const chunks = this.chunks ?? []
     this.chunks = undefined
     const text = chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, this.size).toString('utf8')
@@ -66,6 +83,7 @@ export abstract class BodyReader implements Dispatcher.DispatchHandler {
   onError (err: Error): void {
     if (this.settled) return
     this.settled = true
+    clearTimeout(this.timer)
     this.chunks = undefined
     // Over HTTP/2 undici reports the abort its own way: the size is the reason.
     this.failed(this.size > MAX_RESPONSE_BYTES ? new undiciErrors.ResponseExceededMaxSizeError() : err)

@@ -1,4 +1,5 @@
 import type { RequestFrame } from '../socket/protocol.js'
+import { pathSegment } from './json.js'
 
 /**
  * Where each bridge request goes upstream, and with what. This is the one
@@ -17,8 +18,9 @@ export interface UpstreamCall {
 
 const enc = encodeURIComponent
 
+/** Every value put in a path goes through pathSegment, which refuses `.`, `..` and empty segments. */
 export function callFor (req: RequestFrame, clientId: string, cid: string): UpstreamCall {
-  const client = `/client/${enc(clientId)}`
+  const client = `/client/${pathSegment(clientId, 'clientId')}`
   switch (req.type) {
     case 'send':
     case 'sendAsync': {
@@ -40,14 +42,18 @@ export function callFor (req: RequestFrame, clientId: string, cid: string): Upst
     case 'setState':
       return { name: 'setState', method: 'POST', path: `${client}/state`, body: req.state }
     case 'getStatus':
-      return { name: 'getStatus', method: 'GET', path: `${client}/message/${enc(req.questionId)}/status` }
+      return { name: 'getStatus', method: 'GET', path: statusPath(client, req.questionId) }
     case 'setStatus':
-      return { name: 'setStatus', method: 'POST', path: `${client}/message/${enc(req.questionId)}/status`, body: { status: req.status } }
+      return { name: 'setStatus', method: 'POST', path: statusPath(client, req.questionId), body: { status: req.status } }
     case 'setStatuses':
       return { name: 'setStatuses', method: 'POST', path: `${client}/message-statuses`, body: { statuses: req.statuses } }
     case 'unreadCount':
       return { name: 'unreadCount', method: 'GET', path: `${client}/message-not-read-count` }
   }
+}
+
+function statusPath (client: string, questionId: string): string {
+  return `${client}/message/${pathSegment(questionId, 'questionId')}/status`
 }
 
 export interface EventsQuery { clientId: string, cid: string, all: boolean, ts?: number | undefined }
@@ -58,6 +64,7 @@ export interface EventsQuery { clientId: string, cid: string, all: boolean, ts?:
  * made with it, so it is one string, built without a URLSearchParams.
  */
 export function eventsCall (q: EventsQuery): UpstreamCall {
+  // clientId and cid go in the query, where a dot segment means nothing to a proxy.
   let path = '/events?clientId=' + enc(q.clientId) + '&cid=' + enc(q.cid) + (q.all ? '&all=true' : '&all=false')
   if (q.ts !== undefined) path += '&ts=' + String(q.ts)
   return { name: 'events', method: 'GET', path }

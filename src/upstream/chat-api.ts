@@ -10,11 +10,13 @@ import { PollHandler } from './poll-handler.js'
 import { CallHandler } from './call-handler.js'
 import { UpstreamAnswers, eventsOrError, objectOrError, type CallObserver } from './upstream-answers.js'
 import type { PollCall, PollQuery, PollSink, PollUpstream } from './poll-upstream.js'
-
+import { CallQueue, abandoned } from './call-queue.js'
 
 export interface ChatApiOptions {
   requestTimeoutMs: number
   pollTimeoutMs: number
+  /** Calls one client has in flight at most: its share of the channel's call connections. */
+  callsPerClient: number
   pools?: UpstreamPoolOptions
   /** One dispatcher for every call, instead of the pools (tests). */
   dispatcher?: Dispatcher
@@ -22,6 +24,16 @@ export interface ChatApiOptions {
   observe?: CallObserver
   /** What is learned of this upstream; a quiet one of its own by default. */
   traits?: ChannelTraits
+}
+
+/** Whose call it is and how long it may take, for ChatApi.call. */
+export interface CallOptions {
+  /** The client whose share of the connections the call takes (clientKey of channel and clientId); the bridge's own by default. */
+  client?: string
+  /** When the request's time runs out (epoch ms), counted from its arrival; requestTimeoutMs from now by default. */
+  deadline?: number
+  /** True once nobody waits for the answer (the socket that asked closed): a call not sent yet is then not sent. */
+  abandoned?: () => boolean
 }
 
 const ACCEPT_JSON = { accept: 'application/json' }
@@ -42,6 +54,8 @@ export class ChatApi implements PollUpstream {
   private readonly polls: Dispatcher
   /** Every other call, apart from the polls so that none waits behind a held poll. */
   private readonly calls: Dispatcher
+  /** Who may use `calls` next: fair between clients, never more calls than it has connections. */
+  private readonly queue: CallQueue
   private readonly ownsDispatcher: boolean
   private readonly answers: UpstreamAnswers
   private readonly opts: ChatApiOptions
@@ -58,13 +72,26 @@ export class ChatApi implements PollUpstream {
     const pools = opts.pools ?? DEFAULT_POOLS
     this.polls = opts.dispatcher ?? pollPool(this.origin, pools)
     this.calls = opts.dispatcher ?? callPool(this.origin, pools)
+    this.queue = new CallQueue(pools.callConnections, opts.callsPerClient)
   }
 
-  /** One request/response call; rejects with a BridgeError. */
-  async call (call: UpstreamCall): Promise<unknown> {
-    const body = objectOrError(call, await this.exchange(call, this.calls, this.opts.requestTimeoutMs))
-    if (body instanceof BridgeError) throw body
-    return body
+  /**
+   * One request/response call, once the client's turn for a connection has
+   * come; rejects with a BridgeError. A call whose deadline passes while it
+   * waits is never sent (see notDispatched); one that is sent gets the time
+   * left until the deadline.
+   */
+  async call (call: UpstreamCall, o: CallOptions = {}): Promise<unknown> {
+    const deadline = o.deadline ?? Date.now() + this.opts.requestTimeoutMs
+    const release = await this.queue.take(o.client ?? '', deadline)
+    try {
+      if (o.abandoned?.() === true) throw abandoned()
+      const body = objectOrError(call, await this.exchange(call, this.calls, Math.max(1, deadline - Date.now())))
+      if (body instanceof BridgeError) throw body
+      return body
+    } finally {
+      release()
+    }
   }
 
   /** One /events call (a catch-up read); resolves with its elements, token removed. */
@@ -86,6 +113,7 @@ export class ChatApi implements PollUpstream {
   }
 
   async close (): Promise<void> {
+    this.queue.close()
     if (this.ownsDispatcher) await Promise.all([this.polls.destroy(), this.calls.destroy()])
   }
 
@@ -95,7 +123,9 @@ export class ChatApi implements PollUpstream {
     if (query !== '') path += '?' + query
     return await new Promise((resolve, reject) => {
       const h = new CallHandler(this.answers, call, resolve, reject)
-      this.dispatch(dispatcher, call.method, path, call.body === undefined ? null : JSON.stringify(call.body), timeoutMs, h)
+      h.expireAfter(timeoutMs)
+      // undici's own timeouts stay as a backstop, a little later than the handler's own.
+      this.dispatch(dispatcher, call.method, path, call.body === undefined ? null : JSON.stringify(call.body), timeoutMs + 1000, h)
     })
   }
 

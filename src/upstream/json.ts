@@ -1,4 +1,29 @@
+import { BridgeError, ErrorCode } from '../socket/errors.js'
+
 const REDACTED = '[redacted]'
+
+/**
+ * Segments that are no name: empty, `.` and `..`, also as the `%2e` that
+ * URL parsers read as a dot. A normalising proxy would drop them or step up
+ * a level, and the call would reach another path.
+ */
+const NOT_A_NAME = /^(?:\.|%2e){0,2}$/i
+
+/** A value that a normalising proxy would read as a step in the path rather than a name. */
+export function isDotSegment (value: string): boolean {
+  return value === '.' || value === '..'
+}
+
+/**
+ * A value as one segment of an upstream path, escaped by `escape`. Throws a
+ * BAD_REQUEST for one that would be no name once escaped: encoding the dots
+ * as `%2E` is no way out, since URL parsers read that as a dot too.
+ */
+export function pathSegment (value: string, what: string, escape: (value: string) => string = encodeURIComponent): string {
+  const segment = escape(value)
+  if (NOT_A_NAME.test(segment)) throw new BridgeError(ErrorCode.BAD_REQUEST, `${what} must not be empty, "." or ".."`)
+  return segment
+}
 
 /**
  * The token as a path segment: characters that would end the segment or the
@@ -6,6 +31,10 @@ const REDACTED = '[redacted]'
  * own clients send it.
  */
 export function tokenPath (token: string): string {
+  return pathSegment(token, 'the channel token', escapeTokenChars)
+}
+
+function escapeTokenChars (token: string): string {
   return token.replace(/[/?#%\s]/g, (c) => encodeURIComponent(c))
 }
 
@@ -35,8 +64,8 @@ function formsOf (token: string): string[] {
     forms.add(encodeURIComponent(t))
     forms.add(encodeURI(t))
     forms.add(encodeURIComponent(t).toLowerCase())
-    // The form the bridge itself puts in the request's path, which a server may echo.
-    forms.add(tokenPath(t))
+    // The form the bridge itself puts in the request's path, which a server may echo (masking never throws).
+    forms.add(escapeTokenChars(t))
   }
   return [...forms].sort((a, b) => b.length - a.length)
 }

@@ -19,6 +19,12 @@ export interface InboxOptions {
 
 /** Most objects accepted in one delivery. */
 const MAX_OBJECTS = 1000
+/**
+ * Deepest nesting of arrays and objects in a delivery, the array itself
+ * included. The platform's objects nest a few levels; a body nested thousands
+ * deep parses, but overflows the stack of whatever walks it next.
+ */
+export const MAX_DEPTH = 64
 const CLIENT_ID = /^[A-Za-z0-9._:@~-]{1,128}$/
 
 /**
@@ -41,21 +47,21 @@ export class WebhookInbox {
   }
 
   async receive (channel: string, text: string): Promise<InboxAnswer> {
-    let answer: InboxAnswer
-    try {
-      answer = await this.take(channel, text)
-    } catch {
-      // The store could not keep them (Redis down): the platform retries a failed delivery.
-      answer = fail(503, 'store.unavailable', 'the delivery could not be kept; try again')
-    }
+    const answer = await this.take(channel, text)
     if (answer.status >= 400) this.counts.refused++
     return answer
   }
 
+  /**
+   * A delivery that can never be kept, for its shape, gets a 4xx: the platform
+   * retries a 5xx, so only a store that failed (Redis down) answers 503.
+   */
   private async take (channel: string, text: string): Promise<InboxAnswer> {
     const token = this.o.tokens.get(channel)
     if (token === undefined) return fail(404, 'not.found', 'no such webhook')
     if (!this.admit(channel)) return fail(429, 'rate.limited', `more than ${this.o.ratePerS} deliveries per second`)
+    // Before parsing: the token's removal walks the parsed body, as does every copy made of it later.
+    if (nestsDeeper(text, MAX_DEPTH)) return fail(400, 'body.too.deep', `arrays and objects nest at most ${MAX_DEPTH} deep`)
     const body = parseUpstreamJson(text, token)
     if (body === undefined) return fail(400, 'body.not.json', 'the body is not JSON')
     if (!Array.isArray(body)) return fail(400, 'body.not.array', 'the body must be a JSON array of response objects')
@@ -65,26 +71,40 @@ export class WebhookInbox {
       const clientId = (obj as Record<string, unknown>).clientId
       if (typeof clientId !== 'string' || !CLIENT_ID.test(clientId)) return fail(400, 'clientId.missing', `element ${i} has no valid clientId`)
     }
-    const byClient = new Map<string, NewMail[]>()
-    for (const obj of body as Array<Record<string, unknown>>) {
-      const clientId = obj.clientId as string
-      const json = JSON.stringify(obj)
-      const questionId = typeof obj.questionId === 'string' ? obj.questionId : undefined
-      // An answer this client already has (from the poll, or an earlier delivery) is a duplicate.
-      if (questionId !== undefined && this.seen(channel, clientId, questionId)) continue
-      const list = byClient.get(clientId) ?? []
-      list.push({ ts: parseUpstreamTime(obj.timestamp) ?? this.now(), hash: eventHash(json), json: `{"type":"webhook","event":${json}}`, questionId })
-      byClient.set(clientId, list)
+    let byClient: Map<string, NewMail[]>
+    try {
+      byClient = this.sort(channel, body as Array<Record<string, unknown>>)
+    } catch {
+      // Parsed but not serialisable again (JSON.stringify threw): retrying will not change that.
+      return fail(422, 'body.unserialisable', 'the delivery could not be serialised')
     }
     let accepted = 0
-    for (const [clientId, mail] of byClient) {
-      accepted += await this.o.mailbox.add(channel, clientId, mail)
+    try {
+      for (const [clientId, mail] of byClient) accepted += await this.o.mailbox.add(channel, clientId, mail)
+    } catch {
+      // The store could not keep them (Redis down): the platform retries a failed delivery.
+      return fail(503, 'store.unavailable', 'the delivery could not be kept; try again')
     }
     const duplicates = body.length - accepted
     this.counts.accepted += accepted
     this.counts.duplicates += duplicates
     this.o.onObjects?.(channel, accepted, duplicates)
     return { status: 200, body: { accepted, duplicates } }
+  }
+
+  /** The new objects of a delivery as mail, by client; an answer this client already has (from the poll, or an earlier delivery) is left out. */
+  private sort (channel: string, body: Array<Record<string, unknown>>): Map<string, NewMail[]> {
+    const byClient = new Map<string, NewMail[]>()
+    for (const obj of body) {
+      const clientId = obj.clientId as string
+      const json = JSON.stringify(obj)
+      const questionId = typeof obj.questionId === 'string' ? obj.questionId : undefined
+      if (questionId !== undefined && this.seen(channel, clientId, questionId)) continue
+      const list = byClient.get(clientId) ?? []
+      list.push({ ts: parseUpstreamTime(obj.timestamp) ?? this.now(), hash: eventHash(json), json: `{"type":"webhook","event":${json}}`, questionId })
+      byClient.set(clientId, list)
+    }
+    return byClient
   }
 
   private seen (channel: string, clientId: string, questionId: string): boolean {
@@ -101,6 +121,35 @@ export class WebhookInbox {
     }
     return b.take(now)
   }
+}
+
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+const OPEN_BRACE = 0x7b
+const CLOSE_BRACE = 0x7d
+const OPEN_BRACKET = 0x5b
+const CLOSE_BRACKET = 0x5d
+
+/**
+ * Whether JSON text nests arrays and objects deeper than `limit`. A linear
+ * scan that skips strings (and the characters escaped in them), so that it
+ * cannot overflow the stack whatever the text; malformed text is left to
+ * the parser.
+ */
+export function nestsDeeper (text: string, limit: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === BACKSLASH) i++
+      else if (c === QUOTE) inString = false
+    } else if (c === QUOTE) inString = true
+    else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (++depth > limit) return true
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--
+  }
+  return false
 }
 
 function fail (status: number, error: string, message: string): InboxAnswer {

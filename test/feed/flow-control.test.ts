@@ -28,7 +28,7 @@ function publishBig (h: Awaited<ReturnType<typeof startBridge>>, clientId: strin
 }
 
 t.test('a slow reader loses nothing, a fast one is not held back, and a feed of slow readers stops polling', async (t) => {
-  const h = await startBridge(t, { OUTBOUND_QUEUE_BYTES: '65536', EVENT_BUFFER: '2000' })
+  const h = await startBridge(t, { OUTBOUND_QUEUE_BYTES: '65536', EVENT_BUFFER: '2000', EVENT_BUFFER_BYTES: '16777216' })
   const slow = await h.client({ cid: 'tab' })
   const clientId = slow.welcome.clientId as string
   const fast = await h.client({ auth: slow.welcome.ticket, cid: 'tab' })

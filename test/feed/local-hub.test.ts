@@ -50,7 +50,7 @@ class Sink implements Subscriber {
   tooSlow (): void { this.slow++ }
 }
 
-function hub (o: { lingerMs?: number, bufferSize?: number, maxFeeds?: number } = {}): { hub: LocalHub, sources: HandSource[], cursors: CursorCodec } {
+function hub (o: { lingerMs?: number, bufferSize?: number, bufferBytes?: number, maxFeeds?: number, maxFeedsPerClient?: number } = {}): { hub: LocalHub, sources: HandSource[], cursors: CursorCodec } {
   const sources: HandSource[] = []
   const cursors = new CursorCodec(Buffer.alloc(32, 7))
   const api = { traits: new ChannelTraits() } as unknown as ChatApi
@@ -60,6 +60,8 @@ function hub (o: { lingerMs?: number, bufferSize?: number, maxFeeds?: number } =
     log: quiet,
     lingerMs: o.lingerMs ?? 0,
     bufferSize: o.bufferSize ?? 10,
+    bufferBytes: o.bufferBytes ?? 1_000_000,
+    maxFeedsPerClient: o.maxFeedsPerClient ?? 64,
     backoffBaseMs: 1,
     backoffMaxMs: 10,
     resumeWaitMs: 1_000,
@@ -87,7 +89,7 @@ t.test('sockets of one key share one source; each gets every event once, in orde
   t.same(a.texts, ['one', 'two'])
   t.same(b.texts, ['one', 'two'])
   t.equal(a.frames[1]?.cursor, b.frames[1]?.cursor, 'one frame, one cursor, for every socket')
-  t.same(h.stats(), { feeds: 2, subscribers: 3, pausedFeeds: 0 })
+  t.same(h.stats(), { feeds: 2, subscribers: 3, pausedFeeds: 0, full: false })
 })
 
 t.test('a feed pauses its source only while every socket is behind, and a drained socket gets what it missed', async (t) => {
@@ -153,4 +155,77 @@ t.test('a refused channel token ends every feed of the channel and tells its soc
   t.equal(a.rejected, 1)
   t.equal(sources[0]?.stopped, true)
   await t.rejects(h.subscribe(key('z'), new Sink()), { name: 'ChannelRefusedError' }, 'and new sockets are refused at once')
+})
+
+const big = (i: number): string => `${i}:${'x'.repeat(1000)}`
+
+t.test('the feeds of one client hold one copy of each event, and all of them together fit in the byte bound', async (t) => {
+  for (const [bufferBytes, fits] of [[12_000, true], [5_000, false]] as const) {
+    const { hub: h, sources } = hub({ bufferBytes, bufferSize: 100 })
+    const slow = new Sink(1)
+    const live = [new Sink(), new Sink(), new Sink()]
+    await h.subscribe(key('x'), slow)
+    for (const [i, cid] of ['x', 'y', 'z'].entries()) await h.subscribe(key(cid), live[i] as Sink)
+    const texts = Array.from({ length: 10 }, (_, i) => big(i))
+    // Every connection of a client gets the same events: three feeds, ten events of 1 KB each.
+    for (const src of sources) src.emit(...texts)
+    for (const s of live) t.same(s.texts, texts, 'live sockets get every event, whatever memory keeps')
+    slow.room = Infinity
+    h.drained(key('x'), slow)
+    if (fits) {
+      t.same(slow.texts, texts, `${bufferBytes} bytes hold the ten events once, not three times: the slow socket gets them from memory`)
+      t.equal(slow.slow, 0)
+    } else {
+      t.equal(slow.slow, 1, `${bufferBytes} bytes do not hold them: the slow socket is told to resume`)
+    }
+  }
+})
+
+t.test('a feed whose socket left before any event does not linger; one with events does', async (t) => {
+  const { hub: h, sources } = hub({ lingerMs: 60_000 })
+  t.teardown(async () => { await h.close() })
+  const quick = new Sink()
+  await h.subscribe(key('x'), quick)
+  h.unsubscribe(key('x'), quick)
+  t.equal(sources[0]?.stopped, true, 'nothing delivered, nothing to resume from memory: the poll ends')
+  const s = new Sink()
+  await h.subscribe(key('y'), s)
+  sources[1]?.emit('a')
+  h.unsubscribe(key('y'), s)
+  t.equal(sources[1]?.stopped, false, 'a feed with events lingers')
+  t.equal(h.stats().feeds, 1)
+})
+
+t.test('at the feed limit, a feed that no socket holds gives way to a new socket; only feeds held by sockets refuse one', async (t) => {
+  const { hub: h, sources } = hub({ lingerMs: 60_000, maxFeeds: 2 })
+  t.teardown(async () => { await h.close() })
+  const gone = new Sink()
+  await h.subscribe(key('x'), gone)
+  sources[0]?.emit('a')
+  h.unsubscribe(key('x'), gone)
+  await h.subscribe(key('y'), new Sink())
+  t.equal(h.stats().full, false, 'one feed lingers: there is room')
+  await h.subscribe(key('z'), new Sink())
+  t.equal(sources[0]?.stopped, true, 'the lingering feed ended to make room')
+  t.same(h.stats(), { feeds: 2, subscribers: 2, pausedFeeds: 0, full: true })
+  await t.rejects(h.subscribe(key('w'), new Sink()), { name: 'FeedLimitError' })
+})
+
+t.test('one client keeps a bounded number of feeds: its own lingering ones give way first', async (t) => {
+  const { hub: h, sources } = hub({ lingerMs: 60_000, maxFeedsPerClient: 2 })
+  t.teardown(async () => { await h.close() })
+  const gone = new Sink()
+  await h.subscribe(key('x'), gone)
+  sources[0]?.emit('a')
+  h.unsubscribe(key('x'), gone)
+  const other = { channel: 'default', clientId: 'c2', cid: 'q', all: false }
+  const o = new Sink()
+  await h.subscribe(other, o)
+  sources[1]?.emit('b')
+  h.unsubscribe(other, o)
+  await h.subscribe(key('y'), new Sink())
+  t.equal(sources[0]?.stopped, false, 'two feeds of c1: within its bound')
+  await h.subscribe(key('z'), new Sink())
+  t.equal(sources[0]?.stopped, true, 'the third feed of c1 ends its own lingering one')
+  t.equal(sources[1]?.stopped, false, 'another client\'s lingering feed is left alone')
 })

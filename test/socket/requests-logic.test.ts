@@ -16,8 +16,8 @@ function upstream (): Stand {
   return { api, calls, answer: (fn) => { respond = fn } }
 }
 
-function requests (s: Stand, rejected: string[] = []): Requests {
-  return new Requests({ apis: new Map([['default', s.api]]), resultCacheMs: 60_000, onChannelRejected: (c) => { rejected.push(c) } })
+function requests (s: Stand): Requests {
+  return new Requests({ apis: new Map([['default', s.api]]), resultCacheMs: 60_000 })
 }
 
 const ctx = { channel: 'default', clientId: 'c1', cid: 'x' }
