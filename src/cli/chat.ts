@@ -1,109 +1,124 @@
 #!/usr/bin/env node
 import { createInterface } from 'node:readline'
 import WebSocket from 'ws'
-import { BridgeClient, type BridgeEvent, type ChatAuthor, type ChatMessage, type Reply, type WebSocketConstructor } from '../client/index.js'
+import { BridgeClient, CloseCode, type BotAnswer, type StateChange, type WebSocketConstructor } from '../client/index.js'
+import { ChatFeed } from './chat-feed.js'
+import { helpLines, historyLines, isTicket, retryLine } from './chat-format.js'
+import { Terminal } from './terminal.js'
 
 /**
  * A terminal chat client: `npm run chat`. It speaks to the bridge through
  * the package's own client, so it reconnects, resumes and resends like any
- * other: type a line to send it; the bot's replies and every event pushed to
- * this visitor are printed.
+ * other: type a line to send it. It shows the conversation of every socket
+ * of this visitor (other terminals, browser tabs) once each.
  * Settings: BRIDGE_URL (default ws://127.0.0.1:3000/v1/ws), CHAT_AUTH (a
  * ticket or JWT), CHAT_CID.
  */
 const url = process.env.BRIDGE_URL ?? `ws://127.0.0.1:${process.env.PORT ?? '3000'}/v1/ws`
-
-function describe (r: Reply & Record<string, unknown>): string {
-  const text = typeof r.text === 'string' ? r.text.replace(/<[^>]+>/g, '') : ''
-  const buttons = Array.isArray(r.buttons) ? (r.buttons as Array<{ text?: string, url?: string }>) : []
-  switch (r.type) {
-    case 'text': return text
-    case 'buttons': return buttons.map((b) => `[${b.text ?? ''}]`).join(' ')
-    case 'inlineButtons': return buttons.map((b) => `${b.text ?? ''} <${b.url ?? ''}>`).join('  ')
-    case 'image': return `(image) ${text}`
-    case 'switch': return `(handing over to a person) ${String(r.firstMessage ?? '')}`
-    case 'timeout': return `(waiting ${String(r.interval ?? '?')} s for you)`
-    default: return `(${String(r.type)}) ${JSON.stringify(r)}`
-  }
-}
-
-function printReplies (who: string, replies: unknown): void {
-  if (!Array.isArray(replies)) return
-  for (const r of replies as Array<Reply & Record<string, unknown>>) console.log(`${who}: ${describe(r)}`)
-}
-
-const SPEAKERS: Record<ChatAuthor, string> = { client: 'you', bot: 'bot', agent: 'agent', system: 'system' }
-
-/** One line per message of the history, whatever shape the server's history came in. */
-function printHistory (chat: ChatMessage[]): void {
-  if (chat.length === 0) console.log('(no messages yet)')
-  for (const m of chat) {
-    // Replies as a live answer prints them; a text-only entry by its text (replies that print as nothing fall back to it too).
-    const replies = m.replies?.map((r) => describe(r)).filter((d) => d !== '').join('  ') ?? ''
-    const said = replies !== '' ? replies : m.text ?? (m.event === undefined ? '' : `(event ${m.event.name})`)
-    console.log(`${SPEAKERS[m.author]}: ${said.replace(/\s*\n\s*/g, ' ')}`)
-  }
-}
-
-function printEvent (ev: BridgeEvent): void {
-  const body = (ev.event ?? {}) as Record<string, unknown>
-  const data = body.data as { replies?: unknown, nlpClass?: string } | undefined
-  switch (ev.type) {
-    case 'clientRequest': console.log(`  (you said, here or in another tab): ${String(body.query ?? body.event ?? '')}`); break
-    case 'botResponse': break // the answer to this terminal's own message is printed from its result
-    case 'agentResponse': printReplies('agent', data?.replies ?? [{ type: 'text', text: String(body.text ?? '') }]); break
-    case 'webhook': printReplies(data?.nlpClass === '/agent' ? 'agent' : 'bot', data?.replies); break
-    default: console.log(`  event ${ev.type}: ${JSON.stringify(body).slice(0, 200)}`)
-  }
-}
+const given = process.env.CHAT_AUTH === undefined || process.env.CHAT_AUTH.trim() === '' ? undefined : process.env.CHAT_AUTH.trim()
+/** A credential given that is not a ticket: the bridge is in JWT mode, and this is the token. */
+const jwt = given !== undefined && !isTicket(given) ? given : undefined
+/** In ticket mode: the newest ticket, the one the next hello presents. */
+let ticket = given !== undefined && isTicket(given) ? given : undefined
+/** What the latest hello presented: a 4401 is about it. */
+let presented: string | undefined
 
 const client = new BridgeClient({
   url,
   WebSocket: WebSocket as unknown as WebSocketConstructor,
-  ...(process.env.CHAT_AUTH === undefined ? {} : { auth: process.env.CHAT_AUTH }),
+  // A function rather than a string, so that a ticket that no longer verifies can be dropped and the next hello goes without it.
+  auth: () => {
+    presented = jwt ?? ticket
+    return presented
+  },
   ...(process.env.CHAT_CID === undefined ? {} : { cid: process.env.CHAT_CID })
 })
-let quitting = false
 const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: '> ' })
+const term = new Terminal(rl, process.stdout)
+const feed = new ChatFeed()
+/** Commands still running: at the end of the input, they finish before the chat exits. */
+const running = new Set<Promise<void>>()
+let quitting = false
+let shownClientId: string | undefined
 
 client.on('welcome', (w) => {
-  console.log(`connected as ${w.clientId} (cid ${w.cid}). Type a message; /history, /unread, /ticket, /quit.`)
-  rl.prompt()
-})
-client.on('event', (ev) => { printEvent(ev); rl.prompt(true) })
-client.on('state', (s) => {
-  if (s.state === 'reconnecting' && s.previous === 'open') console.log(`connection lost (${String(s.code ?? '')}); reconnecting…`)
-  if (s.state === 'closed' && !quitting) {
-    console.log(`closed by the bridge: ${s.reason ?? String(s.code ?? '')}`)
-    process.exit(1)
-  }
-})
-client.on('gap', (g) => { console.log(`  (some events could not be replayed: ${g.reason})`) })
-
-async function run (line: string): Promise<void> {
-  if (line === '/quit') {
-    quitting = true
-    client.close()
-    rl.close()
+  if (typeof w.ticket === 'string') ticket = w.ticket
+  if (w.clientId === shownClientId) {
+    term.say('connected')
     return
   }
-  if (line === '/ticket') console.log(client.welcome?.ticket ?? '(no ticket: JWT mode)')
-  else if (line === '/history') printHistory((await client.history({ limit: 50 })).chat)
-  else if (line === '/unread') console.log(`unread: ${await client.unreadCount()}`)
-  else printReplies('bot', (await client.send(line)).data?.replies)
+  shownClientId = w.clientId
+  term.say(`connected as ${w.clientId} (cid ${w.cid}). Type a message; /help lists the commands.`)
+})
+client.on('event', (ev) => { term.say(feed.event(ev)) })
+client.on('state', (s) => {
+  if (s.state === 'reconnecting') term.say(retryLine(s))
+  if (s.state === 'closed' && !quitting) closed(s)
+})
+client.on('gap', (g) => { term.say(`  (some events could not be replayed: ${g.reason}; /history shows the conversation)`) })
+client.on('error', (err) => { term.say(`  (${err.message})`) })
+
+/** The bridge closed the socket with a code after which the client does not retry by itself. */
+function closed (s: StateChange): void {
+  if (s.code === CloseCode.UNAUTHORIZED && jwt === undefined && presented !== undefined) {
+    // A development bridge makes a new random TICKET_SECRET at each start, and then no earlier ticket verifies.
+    ticket = undefined
+    term.say('the ticket is no longer valid (the bridge restarted with another TICKET_SECRET, or it expired); starting as a new visitor')
+    connect()
+    return
+  }
+  if (s.code === CloseCode.UNAUTHORIZED) {
+    term.say(jwt === undefined
+      ? 'the bridge wants a credential (it is in JWT mode): set CHAT_AUTH to a JWT'
+      : `the bridge refused CHAT_AUTH (${s.reason ?? ''}): give a valid, unexpired JWT`)
+  } else {
+    term.say(`closed by the bridge: ${s.reason ?? ''}${s.code === undefined ? '' : ` (${s.code})`}`)
+  }
+  quit(1)
+}
+
+function connect (): void {
+  // The state listener reports every close, so a rejection here says nothing more.
+  client.connect().catch(() => {})
+}
+
+function quit (code: number): void {
+  quitting = true
+  client.close()
+  process.exit(code)
+}
+
+async function run (line: string): Promise<void> {
+  switch (line) {
+    case '/quit': quit(0); return
+    case '/help': term.say(helpLines()); return
+    case '/ticket': term.say(ticket ?? (jwt === undefined ? '(no ticket yet)' : '(no ticket: JWT mode)')); return
+    case '/history': term.say(historyLines((await client.history({ limit: 50 })).chat)); return
+    case '/unread': term.say(`unread: ${await client.unreadCount()}`); return
+  }
+  // Any other line is a message, "/start" and the like included.
+  feed.sending()
+  let answer: BotAnswer | undefined
+  try {
+    answer = await client.send(line)
+  } finally {
+    term.say(feed.sent(answer))
+  }
 }
 
 rl.on('line', (line) => {
   const text = line.trim()
-  if (text === '') { rl.prompt(); return }
-  run(text).then(() => { rl.prompt(true) }, (err: unknown) => {
-    console.log(`error: ${err instanceof Error ? err.message : String(err)}`)
-    rl.prompt(true)
-  })
+  if (text !== '') {
+    const done = run(text).catch((err: unknown) => { term.say(`error: ${err instanceof Error ? err.message : String(err)}`) })
+    running.add(done)
+    void done.then(() => { running.delete(done) })
+  }
+  term.prompt()
 })
-rl.on('close', () => {
-  quitting = true
-  client.close()
-  process.exit(0)
-})
-client.connect().catch((err: unknown) => { console.log(`cannot connect: ${String(err)}`) })
+rl.on('SIGINT', () => { quit(0) })
+// The end of the input (Ctrl-D, or the end of a pipe): what was typed still gets its answer.
+rl.on('close', () => { void Promise.allSettled([...running]).then(() => { quit(0) }) })
+
+term.say(`connecting to ${url}…`)
+term.prompt()
+connect()
