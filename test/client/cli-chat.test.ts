@@ -1,42 +1,19 @@
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import ts from 'typescript'
 import type { BridgeEvent } from '../../src/client/index.js'
 import { ChatFeed } from '../../src/cli/chat-feed.js'
 import { historyLines, retryLine, seconds } from '../../src/cli/chat-format.js'
 import { startBridge, startBridgeOn } from '../fixtures/bridge.js'
+import { ensureBuilt } from '../fixtures/browser.js'
 
 const root = new URL('../../', import.meta.url)
 const chatJs = fileURLToPath(new URL('dist/cli/chat.js', root))
 
-/**
- * The chat runs from dist, as `npm run chat` runs it. `npm test` builds
- * first; run alone after an edit, this file transpiles the sources of the
- * chat and the client that are newer than their build (no type check: tsc
- * does that in the build). Each file is renamed into place, so that a
- * parallel reader never sees half of one.
- */
+/** The chat runs from dist, as `npm run chat` runs it; run alone after an edit, its stale files are transpiled again. */
 function ensureChatBuild (): void {
-  for (const dir of ['cli', 'client']) {
-    const src = new URL(`src/${dir}/`, root)
-    const out = new URL(`dist/${dir}/`, root)
-    mkdirSync(out, { recursive: true })
-    for (const name of readdirSync(src).filter((n) => n.endsWith('.ts'))) {
-      const from = new URL(name, src)
-      const to = new URL(name.replace(/\.ts$/, '.js'), out)
-      if (existsSync(to) && statSync(to).mtimeMs >= statSync(from).mtimeMs) continue
-      const { outputText } = ts.transpileModule(readFileSync(from, 'utf8'), {
-        fileName: name,
-        compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 }
-      })
-      const tmp = `${fileURLToPath(to)}.${process.pid}.tmp`
-      writeFileSync(tmp, outputText)
-      renameSync(tmp, to)
-    }
-  }
+  for (const dir of ['cli', 'client']) ensureBuilt(dir)
 }
 
 /** A terminal chat process: lines go to its stdin, and its stdout is awaited by pattern. */
