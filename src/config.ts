@@ -129,7 +129,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     }
     const value = convert(schema, raw)
     if (!Value.Check(schema, value)) {
-      problems.push(`${name}=${JSON.stringify(raw)} is not valid: expected ${String(schema.description)}${describe(schema)}`)
+      problems.push(`${shown(name, raw)} is not valid: expected ${String(schema.description)}${describe(schema)}`)
       continue
     }
     out[name] = value
@@ -138,6 +138,19 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   const config = out as Config
   crossCheck(config)
   return config
+}
+
+/**
+ * Settings whose values never appear in an error: secrets, and values that
+ * hold one (the tokens in CHANNELS, a password in a Redis URL or its
+ * options). A PEM key is no secret, but a screenful of it helps nobody.
+ */
+const UNSHOWN = new Set(['TICKET_SECRET', 'JWT_SECRET', 'CHATAPI_TOKEN', 'WEBHOOK_SECRET', 'CHANNELS', 'REDIS_URL', 'REDIS_OPTIONS', 'JWT_PUBLIC_KEY'])
+
+/** A setting as an error shows it: NAME="value", or only its length for one in UNSHOWN; a user:password in a URL is masked either way. */
+function shown (name: string, raw: string): string {
+  if (UNSHOWN.has(name)) return `${name} (${raw.length} characters, not shown)`
+  return `${name}=${JSON.stringify(raw.replace(/\/\/[^/@\s]*@/g, '//***@'))}`
 }
 
 function describe (schema: TSchema): string {

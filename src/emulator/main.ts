@@ -11,23 +11,65 @@ function numberFrom (value: string | undefined, fallback: number, name: string):
   return n
 }
 
-const env = process.env
-const profiles = parseProfiles(env.EMULATOR_PROFILE ?? '')
-const emulator = await startEmulator({
-  port: numberFrom(env.EMULATOR_PORT, 3001, 'EMULATOR_PORT'),
-  host: env.EMULATOR_HOST ?? '127.0.0.1',
-  tokens: (env.EMULATOR_TOKENS ?? 'demo-token').split(',').map((t) => t.trim()).filter((t) => t !== ''),
-  holdMs: numberFrom(env.EMULATOR_HOLD_MS, 25_000, 'EMULATOR_HOLD_MS'),
-  webhookUrl: env.EMULATOR_WEBHOOK_URL === '' ? undefined : env.EMULATOR_WEBHOOK_URL,
-  profiles,
-  http2: /^(1|true|yes|on)$/i.test(env.EMULATOR_HTTP2 ?? ''),
-  http2MaxStreams: numberFrom(env.EMULATOR_HTTP2_MAX_STREAMS, 1000, 'EMULATOR_HTTP2_MAX_STREAMS'),
-  logger: {
-    level: env.EMULATOR_LOG_LEVEL ?? 'info',
-    // The token is the channel's secret; request logs show the path without it.
-    serializers: { req: (req: { method: string, url: string }) => ({ method: req.method, url: req.url.replace(/^\/(chatapi|operator)\/[^/?]+/, '/$1/***') }) }
+function profilesFrom (value: string | undefined): ReturnType<typeof parseProfiles> {
+  try {
+    return parseProfiles(value ?? '')
+  } catch (err) {
+    throw new Error(`EMULATOR_PROFILE: ${(err as Error).message}`)
   }
-})
+}
+
+/** Stops the start with one line a person can act on, no stack. */
+function fail (message: string, code: number): never {
+  process.stderr.write(`Chat API emulator: cannot start: ${message}\n`)
+  process.exit(code)
+}
+
+/** What a failed listen means, which setting to change, and the exit code (78: a wrong setting). */
+function listenProblem (err: NodeJS.ErrnoException, port: number, host: string): { message: string, code: number } | undefined {
+  if (err.code === 'EADDRINUSE') {
+    return { message: `port ${port} (EMULATOR_PORT) is already in use: a bridge started with \`npm start\` runs its own emulator there (it needs no other), or another emulator is running; stop it, or set EMULATOR_PORT to a free port`, code: 1 }
+  }
+  if (err.code === 'ERR_SOCKET_BAD_PORT') return { message: `EMULATOR_PORT=${port} is not a port: expected 0 to 65535`, code: 78 }
+  if (err.code === 'EACCES') return { message: `port ${port} (EMULATOR_PORT) needs privileges this process does not have: set EMULATOR_PORT to a port above 1023`, code: 1 }
+  if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND' || err.code?.startsWith('EAI_') === true) {
+    return { message: `EMULATOR_HOST=${JSON.stringify(host)} is not an address of this machine (${err.code}); use 127.0.0.1, or 0.0.0.0 for every interface`, code: 78 }
+  }
+  return undefined
+}
+
+const env = process.env
+let settings
+try {
+  settings = {
+    port: numberFrom(env.EMULATOR_PORT, 3001, 'EMULATOR_PORT'),
+    host: env.EMULATOR_HOST ?? '127.0.0.1',
+    holdMs: numberFrom(env.EMULATOR_HOLD_MS, 25_000, 'EMULATOR_HOLD_MS'),
+    http2MaxStreams: numberFrom(env.EMULATOR_HTTP2_MAX_STREAMS, 1000, 'EMULATOR_HTTP2_MAX_STREAMS'),
+    profiles: profilesFrom(env.EMULATOR_PROFILE)
+  }
+} catch (err) {
+  fail((err as Error).message, 78)
+}
+const { profiles } = settings
+let emulator
+try {
+  emulator = await startEmulator({
+    ...settings,
+    tokens: (env.EMULATOR_TOKENS ?? 'demo-token').split(',').map((t) => t.trim()).filter((t) => t !== ''),
+    webhookUrl: env.EMULATOR_WEBHOOK_URL === '' ? undefined : env.EMULATOR_WEBHOOK_URL,
+    http2: /^(1|true|yes|on)$/i.test(env.EMULATOR_HTTP2 ?? ''),
+    logger: {
+      level: env.EMULATOR_LOG_LEVEL ?? 'info',
+      // The token is the channel's secret; request logs show the path without it.
+      serializers: { req: (req: { method: string, url: string }) => ({ method: req.method, url: req.url.replace(/^\/(chatapi|operator)\/[^/?]+/, '/$1/***') }) }
+    }
+  })
+} catch (err) {
+  const problem = listenProblem(err as NodeJS.ErrnoException, settings.port, settings.host)
+  if (problem === undefined) throw err
+  fail(problem.message, problem.code)
+}
 
 console.log(`Chat API emulator at ${emulator.url}${/^(1|true|yes|on)$/i.test(env.EMULATOR_HTTP2 ?? '') ? ' (HTTP/1.1 and h2c)' : ''}`)
 console.log(`tokens: ${emulator.tokens.join(', ')}`)

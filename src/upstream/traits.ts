@@ -11,6 +11,8 @@
 export interface TraitsLog {
   info: (obj: object, msg: string) => void
   warn: (obj: object, msg: string) => void
+  /** The fields bound to the logger (pino's); the bridge binds `channel`, which the refusal names. */
+  bindings?: () => Record<string, unknown>
 }
 
 /** Odd things an upstream does that the bridge copes with; each is counted, and logged the first time. */
@@ -202,7 +204,14 @@ export class ChannelTraits {
     this.refusedAt = this.now
     if (this.refusalLogged) return
     this.refusalLogged = true
-    this.o.log?.warn({ ...fields, reason }, 'upstream refuses the channel token: its sockets are closed with 4502 and new ones refused; check CHATAPI_TOKEN')
+    const log = this.o.log
+    if (log === undefined) return
+    const channel = log.bindings?.().channel
+    const name = typeof channel === 'string' ? channel : undefined
+    // The default channel's token is CHATAPI_TOKEN; any other comes from CHANNELS.
+    const setting = name === undefined || name === 'default' ? 'CHATAPI_TOKEN' : `the "token" of "${name}" in CHANNELS`
+    const which = name === undefined ? '' : ` of "${name}"`
+    log.warn({ ...fields, reason }, `upstream refuses the channel token${which}: its sockets are closed with 4502 ("upstream rejects the channel") and new ones are refused for a minute; check ${setting} against the Chat API channel of your project`)
   }
 
   /** The token worked. */
