@@ -8,7 +8,7 @@
 #
 # Every setting is an environment variable (README.md, docs/operations.md).
 # The npm cache mounts need BuildKit, the default builder since Docker 23.
-# test/image.test.ts reads this file and repeats the runtime stage without a
+# test/service/image.test.ts reads this file and repeats the runtime stage without a
 # container engine: keep the two in step.
 
 ARG NODE_VERSION=26
@@ -16,9 +16,15 @@ ARG NODE_VERSION=26
 # ---- build: dev dependencies and the TypeScript compiler ----
 FROM node:${NODE_VERSION}-trixie-slim AS build
 WORKDIR /app
+# The SDK is a workspace (packages/client): npm ci needs its package.json to link it.
 COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+COPY packages/client/package.json ./packages/client/
+# No install scripts: none of the dependencies has one, and the workspace's
+# prepare would build the SDK before its sources are here; `npm run build` does.
+RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY packages/client/tsconfig.json ./packages/client/
+COPY packages/client/src ./packages/client/src
 COPY src ./src
 RUN npm run build
 
@@ -29,9 +35,12 @@ LABEL org.opencontainers.image.title="chatapi-bridge" \
       org.opencontainers.image.licenses="MIT"
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY packages/client/package.json ./packages/client/
 # No install scripts: no production dependency needs one, and none may run code at build time.
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 COPY --from=build /app/dist ./dist
+# The SDK's build: the server imports it, and serves it to browsers at /sdk/.
+COPY --from=build /app/packages/client/dist ./packages/client/dist
 # The demo page (on with the built-in emulator, or DEMO_PAGE=true) is served
 # from the sources' own folder: tsc does not copy HTML and CSS to dist/.
 COPY --from=build /app/src/demo ./src/demo

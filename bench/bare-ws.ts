@@ -3,6 +3,8 @@
  * sessions and no hub, pushing the same frames to the same clients as the
  * bridge does. It answers hello with a welcome so that the load generator
  * connects to it as to the bridge; the harness tells it over IPC to push.
+ * With HEARTBEAT_MS set, it pings every socket as the bridge does (the
+ * baseline of the idle-CPU scenario); without it, never.
  */
 import { WebSocketServer, type WebSocket } from 'ws'
 import { randomUUID } from 'node:crypto'
@@ -15,6 +17,27 @@ const wss = new WebSocketServer({ port, host: '127.0.0.1', perMessageDeflate: fa
 /** Sockets by cid: the bridge fans an event out to every socket of its (client, cid). */
 const groups = new Map<string, WebSocket[]>()
 
+/**
+ * The bridge's heartbeat (src/socket/sessions.ts): one timer for every
+ * socket, the period cut into up to 25 slices of at least 50 ms, and each
+ * socket of a slice sent a WebSocket ping and a `{"type":"ping"}` data frame
+ * on its turn. Sockets are closed here only by their clients.
+ */
+const heartbeatMs = Number(process.env.HEARTBEAT_MS ?? '0')
+const slices: Array<Set<WebSocket>> = []
+if (heartbeatMs > 0) {
+  const n = Math.max(1, Math.min(25, Math.floor(heartbeatMs / 50)))
+  for (let i = 0; i < n; i++) slices.push(new Set())
+  let tick = 0
+  setInterval(() => {
+    for (const ws of slices[tick++ % n] as Set<WebSocket>) {
+      ws.ping()
+      ws.send('{"type":"ping"}')
+    }
+  }, heartbeatMs / n).unref()
+}
+let nextSlice = 0
+
 wss.on('connection', (ws) => {
   ws.once('message', (data) => {
     const hello = JSON.parse(String(data)) as { cid?: string, auth?: string }
@@ -23,7 +46,12 @@ wss.on('connection', (ws) => {
     let group = groups.get(cid)
     if (group === undefined) groups.set(cid, group = [])
     group.push(ws)
-    ws.send(JSON.stringify({ type: 'welcome', clientId, cid, ticket: clientId, resumed: false, heartbeatMs: 25_000 }))
+    if (slices.length > 0) {
+      const slice = slices[nextSlice++ % slices.length] as Set<WebSocket>
+      slice.add(ws)
+      ws.once('close', () => { slice.delete(ws) })
+    }
+    ws.send(JSON.stringify({ type: 'welcome', clientId, cid, ticket: clientId, resumed: false, heartbeatMs: heartbeatMs > 0 ? heartbeatMs : 25_000 }))
   })
 })
 

@@ -4,13 +4,17 @@
  * in one run, against one emulator. It needs `redis-server` on the PATH and
  * starts one of its own on a free port.
  *
- *   npm run build && tsc -p bench && node bench/results/build/cluster.js [--clients=1000] [--seconds=5]
+ *   npm run build && tsc -p bench && node bench/results/build/cluster.js [--clients=1000] [--seconds=5] [--idle-seconds=30]
  *
  * Figures: event latency p50/p99/max on each side; upstream polls held (one
  * per client on both sides: the cluster must not poll more); the bridges'
  * CPU during the window; and what Redis pays per active connection: memory
  * (used_memory growth, and MEMORY USAGE of the connections' streams and
- * leases) and commands per second, idle and under the event rate.
+ * leases) and commands per second, idle and under the event rate. The idle
+ * figure is counted over several leases (`--idle-seconds`), since some of
+ * the cluster's work recurs less often than once a lease, and comes with
+ * the commands that make it up (INFO commandstats: Redis counts the
+ * commands inside a script as well as the script's call).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
@@ -32,7 +36,7 @@ const settings = {
   instances: 3,
   latencyRate: 200,
   seconds: Number(args.get('seconds') ?? 5),
-  idleSeconds: 5,
+  idleSeconds: Number(args.get('idle-seconds') ?? 30),
   leaseMs: 5000,
   holdMs: 25_000
 }
@@ -87,7 +91,18 @@ async function alone (): Promise<Side> {
   }
 }
 
-interface RedisFigures { usedBytes: number, streamBytes: number, leaseBytes: number, streams: number, idleOpsPerS: number, busyOpsPerS: number }
+interface RedisFigures {
+  usedBytes: number
+  streamBytes: number
+  leaseBytes: number
+  streams: number
+  idleOpsPerS: number
+  /** Idle commands per second by name (evalsha counted apart from the commands its scripts run). */
+  idleByCommand: Record<string, number>
+  busyOpsPerS: number
+  /** Commands per second by name under the event rate. */
+  busyByCommand: Record<string, number>
+}
 
 async function keysOf (r: Redis, pattern: string): Promise<string[]> {
   const keys: string[] = []
@@ -111,6 +126,20 @@ async function stat (r: Redis, section: string, field: string): Promise<number> 
   return Number(m?.[1] ?? 0)
 }
 
+/** Calls of each command since the last CONFIG RESETSTAT. */
+async function commandCalls (r: Redis): Promise<Record<string, number>> {
+  const calls: Record<string, number> = {}
+  for (const m of (await r.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1] as string] = Number(m[2])
+  return calls
+}
+
+/** Calls per second of each command but the bench's own (INFO, CONFIG). */
+function perSecond (calls: Record<string, number>, seconds: number): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const [name, n] of Object.entries(calls)) if (name !== 'info' && !name.startsWith('config') && n > 0) out[name] = n / seconds
+  return out
+}
+
 async function clustered (redisUrl: string): Promise<Side & { redis: RedisFigures }> {
   const r = new Redis(redisUrl)
   const emu = await emulator()
@@ -124,13 +153,19 @@ async function clustered (redisUrl: string): Promise<Side & { redis: RedisFigure
     const clients = per * bridges.length
     await until(async () => await activePolls(emu) >= clients, 120_000, 'held polls', 200)
 
+    // The bench's own Redis: its counters may be reset. What the bench itself sends in the window (INFO) is left out.
+    await r.config('RESETSTAT')
     const idle0 = await stat(r, 'stats', 'total_commands_processed')
     await sleep(settings.idleSeconds * 1000)
-    const idleOpsPerS = (await stat(r, 'stats', 'total_commands_processed') - idle0) / settings.idleSeconds
+    const idleOpsPerS = (await stat(r, 'stats', 'total_commands_processed') - idle0 - 1) / settings.idleSeconds
+    const idleByCommand = perSecond(await commandCalls(r), settings.idleSeconds)
+    await r.config('RESETSTAT')
     const busy0 = await stat(r, 'stats', 'total_commands_processed')
     const started = performance.now()
     const { collected, cpu } = await window(gen, emu, bridges)
-    const busyOpsPerS = (await stat(r, 'stats', 'total_commands_processed') - busy0) / ((performance.now() - started) / 1000)
+    const busySeconds = (performance.now() - started) / 1000
+    const busyOpsPerS = (await stat(r, 'stats', 'total_commands_processed') - busy0) / busySeconds
+    const busyByCommand = perSecond(await commandCalls(r), busySeconds)
 
     const streams = await keysOf(r, `${PREFIX}feed:*:events`)
     const leases = await keysOf(r, `${PREFIX}feed:*:lease`)
@@ -147,7 +182,9 @@ async function clustered (redisUrl: string): Promise<Side & { redis: RedisFigure
         leaseBytes: await memoryOf(r, [...leases, ...fences]),
         streams: streams.length,
         idleOpsPerS,
-        busyOpsPerS
+        idleByCommand,
+        busyOpsPerS,
+        busyByCommand
       }
     }
   } finally {
@@ -173,8 +210,14 @@ async function main (): Promise<void> {
     rows.push(['Redis memory per connection (bytes, used_memory growth)', fmt(many.redis.usedBytes / n, 0), '', ''])
     rows.push(['  of which its stream (MEMORY USAGE, mean)', fmt(many.redis.streamBytes / Math.max(1, many.redis.streams), 0), '', ''])
     rows.push(['  of which its lease and fence (MEMORY USAGE)', fmt(many.redis.leaseBytes / n, 0), '', ''])
-    rows.push(['Redis commands per second per connection, idle', fmt(many.redis.idleOpsPerS / n), '', ''])
+    rows.push([`Redis commands per second per connection, idle (${settings.idleSeconds} s)`, fmt(many.redis.idleOpsPerS / n, 3), '', ''])
+    for (const [name, perS] of Object.entries(many.redis.idleByCommand).sort((a, b) => b[1] - a[1])) {
+      rows.push([`  ${name}`, fmt(perS / n, 3), '', ''])
+    }
     rows.push([`Redis commands per second, ${settings.latencyRate} events/s`, fmt(many.redis.busyOpsPerS, 0), '', ''])
+    for (const [name, perS] of Object.entries(many.redis.busyByCommand).sort((a, b) => b[1] - a[1])) {
+      rows.push([`  ${name}`, fmt(perS, 0), '', ''])
+    }
     process.stdout.write(`\n${table(['figure', `${settings.instances} bridges + Redis`, '1 bridge', 'ratio'], rows)}\n`)
     const out = { at: new Date().toISOString(), node: process.version, cpus: cpus().length, settings, alone: one, cluster: many }
     mkdirSync(`${root}bench/results`, { recursive: true })

@@ -11,15 +11,31 @@ import { Client, Pool, buildConnector, type Dispatcher } from 'undici'
 import WebSocket from 'ws'
 
 export type Command =
-  | { cmd: 'connect', url: string, clients: number, tabs: number, shareCid: boolean }
+  | { cmd: 'connect', url: string, clients: number, tabs: number, shareCid: boolean, deflate?: Deflate }
   | { cmd: 'poll', origin: string, token: string, clients: number, tabs: number }
-  | { cmd: 'publish', origin: string, token: string, rate: number, seconds: number, concurrency: number, bodyBytes?: number, kind?: 'ws' | 'direct' }
+  | { cmd: 'publish', origin: string, token: string, rate: number, seconds: number, concurrency: number, bodyBytes?: number, kind?: 'ws' | 'direct', shape?: Shape, each?: boolean }
   | { cmd: 'requests', mode: 'ws' | 'direct', origin?: string, token?: string, rate: number, seconds: number, concurrency: number }
   | { cmd: 'measure' }
   | { cmd: 'collect' }
   | { cmd: 'stopPolls' }
   | { cmd: 'disconnect' }
   | { cmd: 'sample' }
+
+/**
+ * Whether the WebSocket clients offer permessage-deflate: not at all (the
+ * default), as ws offers it (its own frames under 1 KB go uncompressed once
+ * the bridge asks for no client context takeover), or compressing every frame
+ * they send, as Chrome does, so the bridge inflates them.
+ */
+export type Deflate = 'offer' | 'compress'
+
+/**
+ * What a published event carries: a timestamp only (the default), a bot
+ * answer with text replies and buttons (1-2 KB of JSON in its frame, the
+ * texts drawn at random so that no two answers are alike), or a client's
+ * short request (about 200 bytes).
+ */
+export type Shape = 'stamp' | 'botAnswer' | 'small'
 
 /** What one kind of client saw: the bridge's WebSocket clients, or the front ends polling the emulator directly. */
 export interface Side {
@@ -29,6 +45,8 @@ export interface Side {
   results: number
   /** Bytes read and written on these clients' sockets. */
   bytes: number
+  /** Bytes of the event frames as the WebSocket clients got them: decompressed, when they were compressed. */
+  textBytes: number
 }
 
 export interface Collected extends Side {
@@ -42,7 +60,7 @@ export interface Collected extends Side {
   direct: Side
 }
 
-const newSide = (): Side => ({ latencies: [], roundTrips: [], events: 0, results: 0, bytes: 0 })
+const newSide = (): Side => ({ latencies: [], roundTrips: [], events: 0, results: 0, bytes: 0, textBytes: 0 })
 
 const now = (): number => performance.timeOrigin + performance.now()
 
@@ -70,7 +88,7 @@ class LoadGen {
 
   async handle (c: Command): Promise<unknown> {
     switch (c.cmd) {
-      case 'connect': return await this.connect(c.url, c.clients, c.tabs, c.shareCid)
+      case 'connect': return await this.connect(c.url, c.clients, c.tabs, c.shareCid, c.deflate)
       case 'poll': return await this.poll(c.origin, c.token, c.clients, c.tabs)
       case 'publish': return await this.publish(c)
       case 'requests': return await this.requests(c)
@@ -83,24 +101,26 @@ class LoadGen {
   }
 
   /** `clients` clients with `tabs` sockets each; tabs of a client share its cid when shareCid. */
-  private async connect (url: string, clients: number, tabs: number, shareCid: boolean): Promise<{ sockets: number, targets: number }> {
+  private async connect (url: string, clients: number, tabs: number, shareCid: boolean, deflate?: Deflate): Promise<{ sockets: number, targets: number, deflated: number }> {
     let i = 0
     const one = async (): Promise<void> => {
       while (i < clients) {
         i++
-        const first = await this.open(url, {}, 0)
+        const first = await this.open(url, {}, 0, deflate)
         this.targets.push({ clientId: first.clientId, kind: 'ws' })
-        for (let t = 1; t < tabs; t++) await this.open(url, { auth: first.ticket, ...(shareCid ? { cid: first.cid } : {}) }, t)
+        for (let t = 1; t < tabs; t++) await this.open(url, { auth: first.ticket, ...(shareCid ? { cid: first.cid } : {}) }, t, deflate)
       }
     }
     await Promise.all(Array.from({ length: 64 }, one))
     // First tabs first: requests taken in this order go to different clients, whose sends the bridge runs in parallel.
     this.sockets.sort((a, b) => a.tab - b.tab)
-    return { sockets: this.sockets.length, targets: this.targets.length }
+    const deflated = this.sockets.filter((s) => s.ws.extensions.includes('permessage-deflate')).length
+    return { sockets: this.sockets.length, targets: this.targets.length, deflated }
   }
 
-  private async open (url: string, hello: Record<string, unknown>, tab: number): Promise<{ clientId: string, cid: string, ticket: string }> {
-    const ws = new WebSocket(url, 'chatapi-bridge.v1', { perMessageDeflate: false })
+  private async open (url: string, hello: Record<string, unknown>, tab: number, deflate?: Deflate): Promise<{ clientId: string, cid: string, ticket: string }> {
+    const perMessageDeflate = deflate === undefined ? false : deflate === 'offer' ? true : { threshold: 0 }
+    const ws = new WebSocket(url, 'chatapi-bridge.v1', { perMessageDeflate })
     const welcome = await new Promise<Record<string, string>>((resolve, reject) => {
       ws.once('error', reject)
       ws.once('open', () => { ws.send(JSON.stringify({ type: 'hello', ...hello })) })
@@ -124,6 +144,7 @@ class LoadGen {
     const f = JSON.parse(data.toString()) as { type: string, id?: string, event?: { event?: { sentAt?: number } } }
     if (f.type === 'event') {
       this.ws.events++
+      this.ws.textBytes += data.length
       const sentAt = f.event?.event?.sentAt
       if (typeof sentAt === 'number') this.ws.latencies.push(now() - sentAt)
     } else if (f.type === 'result' && f.id !== undefined) {
@@ -190,7 +211,8 @@ class LoadGen {
   /**
    * Publishes events to random targets through the emulator's operator
    * route: at `rate` per second (open loop), or as fast as `concurrency`
-   * requests in flight allow when rate is 0.
+   * requests in flight allow when rate is 0; with `each`, one event to every
+   * target instead, in turn.
    */
   private async publish (c: Extract<Command, { cmd: 'publish' }>): Promise<{ published: number, seconds: number }> {
     const pool = new Pool(c.origin, { connections: c.concurrency, pipelining: 1 })
@@ -199,9 +221,11 @@ class LoadGen {
     const started = now()
     const end = started + c.seconds * 1000
     const targets = c.kind === undefined ? this.targets : this.targets.filter((t) => t.kind === c.kind)
+    let turn = 0
     const one = async (): Promise<void> => {
-      const target = targets[Math.floor(Math.random() * targets.length)] as Target
-      const body = JSON.stringify({ clientId: target.clientId, type: 'benchEvent', body: pad === undefined ? { sentAt: now() } : { sentAt: now(), pad } })
+      const target = (c.each === true ? targets[turn++] : targets[Math.floor(Math.random() * targets.length)]) as Target
+      const stamp = pad === undefined ? { sentAt: now() } : { sentAt: now(), pad }
+      const body = JSON.stringify({ clientId: target.clientId, ...eventOf(c.shape ?? 'stamp', target.clientId, stamp) })
       try {
         const res = await pool.request({ method: 'POST', path: `/operator/${c.token}/publish`, headers: { 'content-type': 'application/json' }, body })
         await res.body.dump()
@@ -211,7 +235,13 @@ class LoadGen {
         this.errors++
       }
     }
-    await paced(c.rate, c.concurrency, end, one)
+    if (c.each === true) {
+      await Promise.all(Array.from({ length: c.concurrency }, async () => {
+        while (turn < targets.length) await one()
+      }))
+    } else {
+      await paced(c.rate, c.concurrency, end, one)
+    }
     await pool.close()
     return { published, seconds: (now() - started) / 1000 }
   }
@@ -281,6 +311,7 @@ class LoadGen {
       roundTrips: [...ws.roundTrips, ...direct.roundTrips],
       events: ws.events + direct.events,
       results: ws.results + direct.results,
+      textBytes: ws.textBytes + direct.textBytes,
       bytes: ws.bytes + direct.bytes,
       frames: this.frames,
       seconds: (now() - this.since) / 1000,
@@ -324,6 +355,40 @@ class LoadGen {
 
   /** Frames are parsed (for latencies) unless only counted; set by the harness through the environment of a phase. */
   setParse (on: boolean): void { this.parse = on }
+}
+
+const SENTENCES = [
+  'Your order left our warehouse yesterday and should arrive within two working days.',
+  'You can follow the parcel on the carrier\'s site, or I can text you when it is out for delivery.',
+  'Refunds reach your card within five to seven working days after we receive the return.',
+  'Our support team is available from 8 am to 8 pm on weekdays and from 10 am to 4 pm on Saturdays.',
+  'I have found three stores near you that have this model in stock today.',
+  'The premium plan includes unlimited calls, 50 GB of data and free roaming in the EU.',
+  'To reset your password, open the sign-in page and choose "Forgot password".',
+  'Your appointment is confirmed for Thursday at 10:30. We will send a reminder the day before.',
+  'Sorry, I did not quite get that. Could you say it in other words?',
+  'The invoice for March is ready: the total is 42.90 EUR, due on the 15th.',
+  'Delivery to your area is free for orders over 30 EUR; below that it costs 4.90 EUR.',
+  'You can change the delivery address until the parcel leaves the warehouse.'
+]
+const BUTTONS = ['Track the parcel', 'Text me on delivery', 'Change the address', 'Talk to an agent', 'Opening hours', 'Return an item', 'My invoices', 'Main menu', 'Yes', 'No, thanks']
+
+const pick = <T>(xs: T[]): T => xs[Math.floor(Math.random() * xs.length)] as T
+let questions = 0
+
+/** The type and body of a published event of `shape`, with the latency `stamp`. */
+function eventOf (shape: Shape, clientId: string, stamp: Record<string, unknown>): { type: string, body: Record<string, unknown> } {
+  const questionId = `${process.pid}-${++questions}-${Math.random().toString(36).slice(2, 10)}`
+  if (shape === 'stamp') return { type: 'benchEvent', body: stamp }
+  if (shape === 'small') return { type: 'clientRequest', body: { questionId, query: pick(['hi', 'where is my order?', 'opening hours', 'talk to an agent']), ...stamp } }
+  const state = pick(['/Orders/Status', '/Support/Hours', '/Billing/Invoice', '/Stores/Nearby'])
+  const texts = Array.from({ length: 2 + Math.floor(Math.random() * 2) }, () => pick(SENTENCES))
+  const replies: Array<Record<string, unknown>> = texts.map((text, i) =>
+    i === 0 ? { type: 'text', text, markup: `<b>${text.slice(0, 30)}</b>${text.slice(30)}`, state } : { type: 'text', text, state })
+  replies.push({ type: 'buttons', buttons: Array.from({ length: 2 + Math.floor(Math.random() * 3) }, () => ({ text: pick(BUTTONS) })), state })
+  if (Math.random() < 0.5) replies.push({ type: 'inlineButtons', buttons: [{ text: 'Details', url: `https://shop.example.com/help/${questionId}` }], state })
+  const data = { nlpClass: state, confidence: Math.round(Math.random() * 100) / 100, replies, answer: texts.join('\n\n'), newSessionStarted: false, endSession: false, debugData: [] }
+  return { type: 'botResponse', body: { questionId, clientId, data, ...stamp } }
 }
 
 /** Runs `one` until `end`: at `rate` starts per second with at most `concurrency` in flight, or back to back when rate is 0. */

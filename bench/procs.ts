@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import WebSocket from 'ws'
 
 const TICKS_PER_S = 100
 
@@ -186,4 +187,64 @@ export async function startLoadgen (): Promise<Proc> {
   const p = startNode('loadgen', `${here}loadgen.js`, {}, { ipc: true })
   await ready(p)
   return p
+}
+
+/** One node of a V8 CPU profile, as the inspector's `Profiler.stop` gives it. */
+interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, children?: number[] }
+export interface CpuProfile { nodes: ProfileNode[], startTime: number, endTime: number, samples: number[], timeDeltas: number[] }
+
+/** A function's own time in a profile: its share of the samples that were not idle, and of one core. */
+export interface SelfTime { fn: string, share: number, ofCore: number }
+
+/**
+ * A V8 CPU profile of the process listening for the inspector on
+ * `inspectPort` (started with `--inspect=127.0.0.1:<port>`) while `fn`
+ * runs: the profiler runs in that window only, not over the start-up and
+ * the connects before it.
+ */
+export async function profileDuring (inspectPort: number, fn: () => Promise<void>): Promise<CpuProfile> {
+  const list = await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json() as Array<{ webSocketDebuggerUrl: string }>
+  const ws = new WebSocket(list[0]?.webSocketDebuggerUrl as string)
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
+  let next = 0
+  const send = async <T>(method: string, params: object = {}): Promise<T> => await new Promise<T>((resolve, reject) => {
+    const id = ++next
+    const onMessage = (data: Buffer): void => {
+      const msg = JSON.parse(String(data)) as { id?: number, result?: T, error?: { message: string } }
+      if (msg.id !== id) return
+      ws.off('message', onMessage)
+      if (msg.error !== undefined) reject(new Error(`${method}: ${msg.error.message}`))
+      else resolve(msg.result as T)
+    }
+    ws.on('message', onMessage)
+    ws.send(JSON.stringify({ id, method, params }))
+  })
+  try {
+    await send('Profiler.enable')
+    await send('Profiler.setSamplingInterval', { interval: 1000 })
+    await send('Profiler.start')
+    await fn()
+    return (await send<{ profile: CpuProfile }>('Profiler.stop')).profile
+  } finally {
+    ws.close()
+  }
+}
+
+/** The `top` functions by their own time (samples where they were on top of the stack), grouped by name and place. */
+export function topSelfTime (profile: CpuProfile, top: number): SelfTime[] {
+  const byNode = new Map(profile.nodes.map((n) => [n.id, n]))
+  const micros = new Map<string, number>()
+  let busy = 0
+  profile.samples.forEach((id, i) => {
+    const f = byNode.get(id)?.callFrame
+    if (f === undefined || f.functionName === '(idle)') return
+    const dt = profile.timeDeltas[i + 1] ?? profile.timeDeltas[i] ?? 0
+    const place = f.url === '' ? '' : ` ${f.url.replace(/^file:\/\/.*?\/(node_modules|dist)\//, '$1/')}:${f.lineNumber + 1}`
+    const key = `${f.functionName === '' ? '(anonymous)' : f.functionName}${place}`
+    micros.set(key, (micros.get(key) ?? 0) + dt)
+    busy += dt
+  })
+  const wall = profile.endTime - profile.startTime
+  return [...micros.entries()].sort((a, b) => b[1] - a[1]).slice(0, top)
+    .map(([fn, us]) => ({ fn, share: us / busy, ofCore: us / wall }))
 }

@@ -8,13 +8,16 @@
  *   npm run bench -- --full       the sizes of the issue (100/1,000/5,000 and 1,000/5,000/10,000)
  *   npm run bench -- --only=latency,memory   some scenarios only
  *   npm run bench -- --upstream=h1           the bridge polls over HTTP/1.1 instead of h2c
+ *   npm run bench -- --only=compression      permessage-deflate off (baseline) and on: wire bytes, CPU, memory
+ *   npm run bench -- --only=idle-cpu         the bridge's CPU with idle clients, against a bare ws server
+ *   npm run bench -- --only=idle-cpu --idle-beat=25000 --profile   at the default heartbeat and hold, with a CPU profile
  */
 import { cpus, totalmem, release, loadavg } from 'node:os'
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { ready, root, sleep, startBridge, startEmulator, startLoadgen, startNode, TOKEN, until, usage, type Proc } from './procs.js'
+import { freePort, profileDuring, ready, root, sleep, startBridge, startEmulator, startLoadgen, startNode, TOKEN, topSelfTime, until, usage, type Proc, type SelfTime } from './procs.js'
 import { fmt, ratio, summarize, table, type Summary } from './stats.js'
-import type { Collected, Side } from './loadgen.js'
+import type { Collected, Deflate, Shape, Side } from './loadgen.js'
 
 const here = fileURLToPath(new URL('./', import.meta.url))
 
@@ -25,6 +28,9 @@ const args = new Map(process.argv.slice(2).map((a) => {
 const full = args.get('full') === 'true'
 const only = args.get('only')?.split(',')
 const upstream = args.get('upstream') === 'h1' ? 'h1' : 'h2c'
+/** The heartbeat and the emulator's hold in the idle-CPU scenario (the defaults are 25 s). */
+const idleBeatMs = Number(args.get('idle-beat') ?? '5000')
+const profile = args.get('profile') === 'true'
 
 const settings = {
   mode: full ? 'full' : 'quick',
@@ -47,7 +53,18 @@ const settings = {
   upstreamHoldMs: full ? 25_000 : 3000,
   /** Each client gets an event this often on average in the upstream-load scenario. */
   upstreamEventEveryS: 10,
-  holdMs: 25_000
+  holdMs: 25_000,
+  compressionClients: full ? 5000 : 1000,
+  /** Events per second during a compression window, each to one random client. */
+  compressionRate: 500,
+  compressionSeconds: full ? 10 : 4,
+  /** Idle clients by how the bridge polls upstream: h2c at the issue's size, HTTP/1.1 (a connection a poll) smaller. */
+  idleSizes: { h2c: full ? [5000, 10_000] : [2000], h1: full ? [5000] : [1000] },
+  idleBeatMs,
+  /** HEARTBEAT_MS and EMULATOR_HOLD_MS where the bridge runs with its defaults. */
+  idleDefaultBeatMs: 25_000,
+  /** The window, in heartbeats (and holds): whole periods, at least two. */
+  idlePeriods: full ? 6 : 3
 }
 
 interface Row { figure: string, size: string, bridge: string, baseline: string, ratio: string, target: string }
@@ -74,8 +91,8 @@ async function bridge (emu: { origin: string }, env: Record<string, string> = {}
 
 const loadgen = startLoadgen
 
-async function bareWs (): Promise<Proc & { ws: string }> {
-  const p = startNode('bare-ws', `${here}bare-ws.js`, { PORT: '0' }, { ipc: true })
+async function bareWs (env: Record<string, string> = {}): Promise<Proc & { ws: string }> {
+  const p = startNode('bare-ws', `${here}bare-ws.js`, { PORT: '0', ...env }, { ipc: true })
   const { port } = await ready<{ port: number }>(p)
   return Object.assign(p, { ws: `ws://127.0.0.1:${port}/` })
 }
@@ -381,6 +398,281 @@ async function emulatorAlone (): Promise<void> {
   }
 }
 
+/** One way of running the bridge for the compression scenario; the first is the baseline. */
+interface CompressionVariant { name: string, env: Record<string, string>, deflate: Deflate }
+
+const COMPRESSION_VARIANTS: CompressionVariant[] = [
+  { name: 'off', env: {}, deflate: 'offer' },
+  { name: 'on', env: { WS_COMPRESSION: 'true' }, deflate: 'offer' },
+  { name: 'on, context kept', env: { WS_COMPRESSION: 'true', WS_COMPRESSION_CONTEXT: 'true' }, deflate: 'offer' },
+  { name: 'on, clients compress too', env: { WS_COMPRESSION: 'true' }, deflate: 'compress' }
+]
+
+/** Events of one shape through one bridge: wire bytes (TCP, read and written) and the frames' own bytes per event, and the bridge's CPU. */
+interface CompressionWindow { events: number, bytesPerEvent: number, frameBytes: number, cpuSecondsPer1000: number }
+interface CompressionFigures {
+  deflated: number
+  connectedPerClientBytes: number
+  idlePerClientBytes: number
+  /** The same without V8's heap (RSS less the heap's size): zlib's streams are there, and it does not move with the garbage collector. */
+  idleNativePerClientBytes: number
+  firstAnswer: CompressionWindow
+  botAnswer: CompressionWindow
+  small: CompressionWindow
+}
+
+/** A bridge's resident memory, and the part of it that is not V8's heap (from its /metrics). */
+interface Memory { rss: number, native: number }
+
+/** A bridge of one variant with its own load generator, and what was read of it so far. */
+interface CompressionRun { v: CompressionVariant, br: Proc & { ws: string }, gen: Proc, base: Memory, deflated: number, connected: Memory }
+
+async function memoryOf (br: Proc & { ws: string }): Promise<Memory> {
+  const text = await (await fetch(br.ws.replace(/^ws:/, 'http:').replace(/\/v1\/ws$/, '/metrics'))).text()
+  const heap = Number(/^nodejs_heap_size_total_bytes (\d+)/m.exec(text)?.[1] ?? NaN)
+  const rss = usage(br.pid).rssBytes
+  return { rss, native: rss - heap }
+}
+
+const delivered = async (gen: Proc): Promise<number> => (await gen.call<{ events: number }>({ cmd: 'sample' })).events
+
+/**
+ * Events of `shape` at a fixed rate to random clients of every bridge, in
+ * half-second turns from one bridge to the next (so that whatever else the
+ * machine does falls on all alike); a bridge's CPU is counted over its own
+ * turns, each until its events are delivered.
+ */
+async function compressionWindows (emu: { origin: string }, runs: CompressionRun[], shape: Shape): Promise<CompressionWindow[]> {
+  const published = runs.map(() => 0)
+  const cpu = runs.map(() => 0)
+  for (const r of runs) await r.gen.call({ cmd: 'measure', parse: true })
+  const turns = Math.max(1, Math.round(settings.compressionSeconds / WINDOW_S))
+  for (let turn = 0; turn < turns; turn++) {
+    for (let k = 0; k < runs.length; k++) {
+      const i = (turn + k) % runs.length
+      const r = runs[i] as CompressionRun
+      const before = usage(r.br.pid).cpuSeconds
+      const p = await r.gen.call<{ published: number }>({ cmd: 'publish', origin: emu.origin, token: TOKEN, rate: settings.compressionRate, seconds: WINDOW_S, concurrency: 16, shape })
+      published[i] = (published[i] as number) + p.published
+      await until(async () => await delivered(r.gen) >= (published[i] as number), 30_000, `${r.v.name}: ${published[i] as number} events delivered`, 20)
+      cpu[i] = (cpu[i] as number) + usage(r.br.pid).cpuSeconds - before
+    }
+  }
+  return await Promise.all(runs.map(async (r, i) => await windowOf(r.gen, cpu[i] as number)))
+}
+
+async function windowOf (gen: Proc, cpuSeconds: number): Promise<CompressionWindow> {
+  const seen = (await gen.call<Collected>({ cmd: 'collect' })).ws
+  return { events: seen.events, bytesPerEvent: seen.bytes / seen.events, frameBytes: seen.textBytes / seen.events, cpuSecondsPer1000: (cpuSeconds / seen.events) * 1000 }
+}
+
+/** One bot answer to every client of each bridge in turn: a socket's first large frame, when ws makes its zlib stream. */
+async function firstAnswers (emu: { origin: string }, runs: CompressionRun[], size: number): Promise<CompressionWindow[]> {
+  const out: CompressionWindow[] = []
+  for (const r of runs) {
+    await r.gen.call({ cmd: 'measure', parse: true })
+    const before = usage(r.br.pid).cpuSeconds
+    await r.gen.call({ cmd: 'publish', origin: emu.origin, token: TOKEN, rate: 0, seconds: 0, concurrency: 16, shape: 'botAnswer', each: true })
+    await until(async () => await delivered(r.gen) >= size, 60_000, `${r.v.name}: a bot answer to each of ${size} clients`, 20)
+    out.push(await windowOf(r.gen, usage(r.br.pid).cpuSeconds - before))
+  }
+  return out
+}
+
+/**
+ * The same clients and events through a bridge of each variant, all running
+ * at once against one emulator: `size` clients per bridge, each its own
+ * socket and poll, whose sockets offer permessage-deflate. First one bot
+ * answer to every client, so that each socket has had a large frame before
+ * the idle memory is read; then small events and bot answers, taking turns.
+ */
+async function compressionScenario (): Promise<void> {
+  const size = settings.compressionClients
+  const emu = await emulator()
+  const runs: CompressionRun[] = []
+  try {
+    const none = { rss: 0, native: 0 }
+    for (const v of COMPRESSION_VARIANTS) runs.push({ v, br: await bridge(emu, v.env), gen: await loadgen(), base: none, deflated: 0, connected: none })
+    await sleep(1500)
+    for (const r of runs) r.base = await memoryOf(r.br)
+    for (const r of runs) {
+      log(`compression ${r.v.name}: ${size} clients offering permessage-deflate${r.v.deflate === 'compress' ? ', and compressing every frame they send' : ''}`)
+      r.deflated = (await r.gen.call<{ deflated: number }>({ cmd: 'connect', url: r.br.ws, clients: size, tabs: 1, shareCid: false, deflate: r.v.deflate })).deflated
+      log(`  ${r.deflated} of ${size} sockets negotiated permessage-deflate`)
+    }
+    await heldPolls(emu, size * runs.length, 300_000)
+    await sleep(3000)
+    for (const r of runs) r.connected = await memoryOf(r.br)
+    log('compression: a bot answer to every client, then idle')
+    const firstAnswer = await firstAnswers(emu, runs, size)
+    await sleep(3000)
+    const idle = await Promise.all(runs.map(async (r) => await memoryOf(r.br)))
+    log(`compression: small events, then bot answers, ${settings.compressionRate}/s in turns of ${WINDOW_S} s, ${settings.compressionSeconds} s per bridge`)
+    const small = await compressionWindows(emu, runs, 'small')
+    const botAnswer = await compressionWindows(emu, runs, 'botAnswer')
+    const out: Record<string, CompressionFigures> = {}
+    runs.forEach((r, i) => {
+      out[r.v.name] = {
+        deflated: r.deflated,
+        connectedPerClientBytes: (r.connected.rss - r.base.rss) / size,
+        idlePerClientBytes: ((idle[i] as Memory).rss - r.base.rss) / size,
+        idleNativePerClientBytes: ((idle[i] as Memory).native - r.base.native) / size,
+        firstAnswer: firstAnswer[i] as CompressionWindow,
+        small: small[i] as CompressionWindow,
+        botAnswer: botAnswer[i] as CompressionWindow
+      }
+    })
+    figures.compression = out
+    compressionRows(out, size)
+  } finally {
+    await stopAll(...runs.map((r) => r.gen), ...runs.map((r) => r.br), emu)
+  }
+}
+
+function compressionRows (out: Record<string, CompressionFigures>, size: number): void {
+  const off = out[COMPRESSION_VARIANTS[0]?.name ?? ''] as CompressionFigures
+  const x = (a: number, b: number): string => `${fmt(ratio(a, b))}x`
+  const added = (a: number, b: number, scale: number, unit: string): string => `${a >= b ? '+' : ''}${fmt((a - b) * scale, unit === 'KB' ? 1 : 0)} ${unit}`
+  for (const v of COMPRESSION_VARIANTS.slice(1)) {
+    const on = out[v.name] as CompressionFigures
+    const cpuRow = (figure: string, a: CompressionWindow, b: CompressionWindow): void => {
+      rows.push({ figure, size: '', bridge: fmt(a.cpuSecondsPer1000, 3), baseline: `${fmt(b.cpuSecondsPer1000, 3)} off`, ratio: `${x(a.cpuSecondsPer1000, b.cpuSecondsPer1000)}, ${added(a.cpuSecondsPer1000, b.cpuSecondsPer1000, 1000, 'us/event')}`, target: '' })
+    }
+    for (const [kind, label] of [['botAnswer', 'bot answer'], ['small', 'small event']] as const) {
+      rows.push({ figure: `wire bytes per ${label} (${fmt(off[kind].frameBytes, 0)} B frame)`, size: `${size}, ${v.name}`, bridge: fmt(on[kind].bytesPerEvent, 0), baseline: `${fmt(off[kind].bytesPerEvent, 0)} off`, ratio: x(on[kind].bytesPerEvent, off[kind].bytesPerEvent), target: '' })
+      cpuRow(`  bridge CPU s per 1,000 ${label}s`, on[kind], off[kind])
+    }
+    cpuRow('  the same for a socket\'s first bot answer', on.firstAnswer, off.firstAnswer)
+    rows.push({ figure: '  bridge RSS per idle client (KB)', size: '', bridge: fmt(on.idlePerClientBytes / 1024, 1), baseline: `${fmt(off.idlePerClientBytes / 1024, 1)} off`, ratio: `${x(on.idlePerClientBytes, off.idlePerClientBytes)}, ${added(on.idlePerClientBytes, off.idlePerClientBytes, 1 / 1024, 'KB')}`, target: '' })
+    rows.push({ figure: '  of it outside V8\'s heap (KB)', size: '', bridge: fmt(on.idleNativePerClientBytes / 1024, 1), baseline: `${fmt(off.idleNativePerClientBytes / 1024, 1)} off`, ratio: added(on.idleNativePerClientBytes, off.idleNativePerClientBytes, 1 / 1024, 'KB'), target: '' })
+    rows.push({ figure: '  RSS per client before any event (KB)', size: '', bridge: fmt(on.connectedPerClientBytes / 1024, 1), baseline: `${fmt(off.connectedPerClientBytes / 1024, 1)} off`, ratio: added(on.connectedPerClientBytes, off.connectedPerClientBytes, 1 / 1024, 'KB'), target: '' })
+  }
+}
+
+/** How the bridge polls upstream in the idle-CPU scenario: h2c streams, or an HTTP/1.1 connection a poll. */
+type Transport = 'h2c' | 'h1'
+
+/** CPU over one idle window, as a share of one core by process, with the polls the emulator answered in it. */
+interface IdleWindow { cpu: Record<string, number>, seconds: number, polls: number }
+
+interface IdleFigures {
+  transport: Transport
+  clients: number
+  beatMs: number
+  /** The bridge and the emulator with no client, before the clients come. */
+  empty: IdleWindow
+  /** The bridge, the emulator and the load generator with every client welcomed and its poll held. */
+  idle: IdleWindow
+  /** A bare ws server with the same sockets and heartbeat, and the load generator. */
+  bare: IdleWindow
+  sockets: number
+  heldPolls: number
+  upstreamConnections: number
+  /** The bridge's top functions by self time over one more window, profiled (not the measured one). */
+  profile?: SelfTime[]
+}
+
+const idleWindowMs = (): number => settings.idlePeriods * settings.idleBeatMs
+
+/** The CPU of `ps` over one window of whole heartbeats and holds in which nothing but the idle work happens. */
+async function idleWindow (emu: { origin: string } | undefined, ps: Proc[]): Promise<IdleWindow> {
+  const polls = async (): Promise<number> => emu === undefined ? 0 : (await stats(emu)).requests.events ?? 0
+  const p0 = await polls()
+  const w = await cpuOf(ps, async () => { await sleep(idleWindowMs()) })
+  return { cpu: w.cpu, seconds: w.seconds, polls: await polls() - p0 }
+}
+
+/**
+ * The bridge with no client, then with `size` idle clients (each a socket,
+ * a clientId and a cid, and so an upstream poll held by the emulator), after
+ * two heartbeats and holds of steady state; then a bare ws server with the
+ * same sockets and heartbeat.
+ */
+async function idleRun (transport: Transport, size: number): Promise<IdleFigures> {
+  const beatMs = settings.idleBeatMs
+  const settle = 2 * beatMs
+  let viaBridge: Omit<IdleFigures, 'bare'>
+  {
+    const emu = await emulator(beatMs)
+    const inspectPort = profile ? await freePort() : 0
+    const br = await startBridge('bridge', emu, {
+      HEARTBEAT_MS: String(beatMs),
+      UPSTREAM_HTTP2: transport === 'h2c' ? 'h2c' : 'off',
+      UPSTREAM_POLL_CONNECTIONS: transport === 'h2c' ? '4000' : '12000'
+    }, profile ? [`--inspect=127.0.0.1:${inspectPort}`] : [])
+    const gen = await loadgen()
+    try {
+      await sleep(3000)
+      log(`idle CPU: the bridge with no client (${transport}, ${beatMs / 1000} s heartbeat and hold), ${idleWindowMs() / 1000} s`)
+      const empty = await idleWindow(emu, [br, emu])
+      log(`idle CPU: ${size} idle clients through the bridge, each with its own upstream poll`)
+      await gen.call({ cmd: 'connect', url: br.ws, clients: size, tabs: 1, shareCid: false, parse: false })
+      await heldPolls(emu, size, 300_000)
+      await sleep(settle)
+      const idle = await idleWindow(emu, [br, emu, gen])
+      const readyz = await (await fetch(br.ws.replace(/^ws:/, 'http:').replace(/\/v1\/ws$/, '/readyz'))).json() as { sockets: number }
+      const held = (await stats(emu)).activePolls
+      const conns = await connections(emu)
+      viaBridge = { transport, clients: size, beatMs, empty, idle, sockets: readyz.sockets, heldPolls: held, upstreamConnections: conns.open }
+      if (profile) {
+        log('idle CPU: profiling the bridge over one more window')
+        const prof = await profileDuring(inspectPort, async () => { await sleep(idleWindowMs()) })
+        writeFileSync(`${root}bench/results/idle-cpu-${transport}-${size}.cpuprofile`, JSON.stringify(prof))
+        viaBridge.profile = topSelfTime(prof, 20)
+        for (const f of viaBridge.profile) log(`  ${fmt(f.share * 100, 1).padStart(5)}%  ${fmt(f.ofCore * 100, 3)}% of a core  ${f.fn}`)
+      }
+    } finally {
+      await stopAll(gen, br, emu)
+    }
+  }
+  log(`idle CPU: the same ${size} sockets on a bare ws server with the same heartbeat`)
+  const bare = await bareWs({ HEARTBEAT_MS: String(beatMs) })
+  const gen = await loadgen()
+  try {
+    await gen.call({ cmd: 'connect', url: bare.ws, clients: size, tabs: 1, shareCid: false, parse: false })
+    await sleep(settle)
+    return { ...viaBridge, bare: await idleWindow(undefined, [bare, gen]) }
+  } finally {
+    await stopAll(gen, bare)
+  }
+}
+
+async function idleCpuScenario (): Promise<void> {
+  const out: IdleFigures[] = []
+  for (const transport of ['h2c', 'h1'] as const) {
+    for (const size of settings.idleSizes[transport]) {
+      const f = await idleRun(transport, size)
+      out.push(f)
+      idleRows(f)
+    }
+  }
+  figures.idleCpu = { beatMs: settings.idleBeatMs, windowMs: idleWindowMs(), runs: out }
+}
+
+/**
+ * CPU for a heartbeat scales with the heartbeat's rate and CPU for a re-poll
+ * with the hold's; both are set to the same period here, so what the clients
+ * add over the empty bridge scales by period / 25 s at the defaults, and the
+ * empty bridge's own cost stays.
+ */
+function idleRows (f: IdleFigures): void {
+  const pct = (x: number): string => `${fmt(x * 100, 2)}%`
+  const bridgeCpu = f.idle.cpu.bridge ?? NaN
+  const emptyCpu = f.empty.cpu.bridge ?? NaN
+  const bareCpu = f.bare.cpu['bare-ws'] ?? NaN
+  const scale = f.beatMs / settings.idleDefaultBeatMs
+  const target = f.transport === 'h2c' ? '<= 2% at 10,000' : ''
+  const vs = (a: number, b: number): string => `${fmt(ratio(a, b))}x, ${a >= b ? '+' : ''}${fmt((a - b) * 100, 2)} pts`
+  rows.push({ figure: 'bridge CPU while idle (% of one core)', size: `${f.clients}, ${f.transport}, ${f.beatMs / 1000} s beats`, bridge: pct(bridgeCpu), baseline: `${pct(bareCpu)} bare ws`, ratio: vs(bridgeCpu, bareCpu), target: scale === 1 ? target : '' })
+  if (scale !== 1) {
+    const scaled = emptyCpu + (bridgeCpu - emptyCpu) * scale
+    rows.push({ figure: `  scaled to ${settings.idleDefaultBeatMs / 1000} s heartbeat and hold`, size: '', bridge: pct(scaled), baseline: `${pct(bareCpu * scale)} bare ws`, ratio: vs(scaled, bareCpu * scale), target })
+  }
+  rows.push({ figure: '  the bridge with no client', size: '', bridge: pct(emptyCpu), baseline: '', ratio: `${f.sockets} sockets, ${f.heldPolls} polls held, ${f.upstreamConnections} upstream conns`, target: '' })
+  const pollsPerClientMinute = (f.idle.polls / f.clients) / (f.idle.seconds / 60)
+  rows.push({ figure: '  emulator CPU (upstream work)', size: '', bridge: pct(f.idle.cpu.emulator ?? NaN), baseline: `${pct(f.empty.cpu.emulator ?? NaN)} no client`, ratio: `${fmt(pollsPerClientMinute)} polls per client-minute`, target: '' })
+}
+
 // ---------------------------------------------------------------- main
 
 const scenarios: Array<[string, () => Promise<void>]> = [
@@ -388,7 +680,9 @@ const scenarios: Array<[string, () => Promise<void>]> = [
   ['latency', latencyScenario],
   ['memory', memoryScenario],
   ['throughput', throughputScenario],
-  ['upstream', upstreamScenario]
+  ['upstream', upstreamScenario],
+  ['compression', compressionScenario],
+  ['idle-cpu', idleCpuScenario]
 ]
 
 const started = Date.now()

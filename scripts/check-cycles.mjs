@@ -1,11 +1,13 @@
 /* global URL, console, process */
-// Fails when a file of src/ reaches itself through its relative imports, type imports included:
-// a cycle of types still ties the modules into one knot. Run by `npm run lint`.
+// Fails when a file of src/ or of the SDK's packages/client/src reaches itself through its relative
+// imports, type imports included: a cycle of types still ties the modules into one knot. Run by
+// `npm run lint`. The two trees meet only through the package's name, never by a relative path.
 import { readFileSync, readdirSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import ts from 'typescript'
 
-const root = resolve(dirname(new URL(import.meta.url).pathname), '..', 'src')
+const root = resolve(dirname(new URL(import.meta.url).pathname), '..')
+const trees = ['src', 'packages/client/src']
 
 function sources (dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((d) => {
@@ -15,7 +17,7 @@ function sources (dir) {
   })
 }
 
-const files = sources(root)
+const files = trees.flatMap((t) => sources(join(root, t)))
 const known = new Set(files)
 const edges = new Map(files.map((f) => {
   const { importedFiles } = ts.preProcessFile(readFileSync(f, 'utf8'), true, true)
@@ -63,4 +65,4 @@ if (cycles.length > 0) {
   for (const c of cycles) console.error(`import cycle: ${c.map((f) => relative(root, f)).sort().join(', ')}`)
   process.exit(1)
 }
-console.log(`no import cycles among ${files.length} files of src/`)
+console.log(`no import cycles among ${files.length} files of ${trees.join(' and ')}`)

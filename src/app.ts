@@ -38,7 +38,7 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   if (metrics !== undefined) await app.register(metricsEndpoint, { metrics, port: config.METRICS_PORT, host: config.HOST })
   await app.register(clientRoutes, { demoPage: opts.demoPage ?? false })
   if (webhooks !== undefined) {
-    await app.register(webhookReceiver, { config, channels: opts.channels, webhooks, hub: parts.hub, metrics })
+    await app.register(webhookReceiver, { config, channels: opts.channels, webhooks, hub: parts.hub, metrics, sessions: parts.sessions, cluster: parts.cluster })
   }
   const { auth, cursors, hub, requests, sessions } = parts
   await app.register(wsRoutes, { config, auth, cursors, hub, requests, sessions, metrics })

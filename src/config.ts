@@ -27,10 +27,16 @@ export const ConfigSchema = Type.Object({
   JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, description: 'required aud claim of JWTs' })),
   ALLOWED_ORIGINS: Type.String({ default: '', description: 'comma-separated origins allowed to open sockets; empty allows any' }),
   MAX_FRAME_BYTES: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 65_536, description: 'largest client frame in bytes' }),
+  WS_COMPRESSION: Type.Boolean({ default: false, description: 'accept permessage-deflate from clients that offer it (true or false); it costs CPU per compressed frame and zlib memory per socket that has had one' }),
+  WS_COMPRESSION_THRESHOLD: Type.Integer({ minimum: 0, maximum: 16 * 1024 * 1024, default: 1024, description: 'with WS_COMPRESSION, frames smaller than this many bytes go uncompressed' }),
+  WS_COMPRESSION_CONTEXT: Type.Boolean({ default: false, description: 'with WS_COMPRESSION, keep each socket\'s compression context from frame to frame (true or false): fewer bytes for similar frames, but every frame is compressed whatever WS_COMPRESSION_THRESHOLD says' }),
   HELLO_TIMEOUT_MS: Ms(10_000, 100, 'time a socket has to send hello'),
   HEARTBEAT_MS: Ms(25_000, 100, 'interval of pings to clients'),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
     default: 'info', description: 'one of fatal, error, warn, info, debug, trace, silent'
+  }),
+  LOG_FORMAT: Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('pretty')], {
+    default: 'auto', description: '"auto" (pretty lines when standard output is a terminal, JSON lines otherwise), "json" or "pretty"'
   }),
   POLL_LINGER_MS: Ms(30_000, 0, 'how long an upstream poll outlives its last socket'),
   POLL_TIMEOUT_MS: Ms(40_000, 1000, 'longest wait for one upstream /events answer (longer than the upstream hold)'),
@@ -72,6 +78,9 @@ export const ConfigSchema = Type.Object({
   WEBHOOK_MAX_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576, description: 'largest webhook body in bytes' }),
   WEBHOOK_RATE_PER_S: Type.Number({ minimum: 1, default: 50, description: 'webhook deliveries per second per channel, on average' }),
   WEBHOOK_RETENTION_MS: Ms(3_600_000, 1000, 'how long webhook events are kept for clients that resume'),
+  OFFLINE_HOOK_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', description: 'http or https URL of your backend that is posted each webhook event for a client with no open socket (to send a push notification); unset turns it off' })),
+  OFFLINE_HOOK_SECRET: Type.Optional(Type.String({ minLength: 16, description: 'secret signing the offline hook\'s posts (HMAC-SHA256), at least 16 characters; required with OFFLINE_HOOK_URL' })),
+  OFFLINE_HOOK_TIMEOUT_MS: Ms(5000, 100, 'longest wait for one post to OFFLINE_HOOK_URL'),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis URL (redis:// or rediss://) shared by every instance; unset runs the bridge on its own. With REDIS_CLUSTER, a comma-separated list of seed nodes' })),
   REDIS_OPTIONS: Type.Optional(Type.String({ description: 'JSON object of extra ioredis options, e.g. {"sentinels":[{"host":"s1","port":26379}],"name":"mymaster"} for Sentinel' })),
   REDIS_CLUSTER: Type.Boolean({ default: false, description: 'REDIS_URL names the seed nodes of a Redis Cluster (true or false)' }),
@@ -145,7 +154,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
  * hold one (the tokens in CHANNELS, a password in a Redis URL or its
  * options). A PEM key is no secret, but a screenful of it helps nobody.
  */
-const UNSHOWN = new Set(['TICKET_SECRET', 'JWT_SECRET', 'CHATAPI_TOKEN', 'WEBHOOK_SECRET', 'CHANNELS', 'REDIS_URL', 'REDIS_OPTIONS', 'JWT_PUBLIC_KEY'])
+const UNSHOWN = new Set(['TICKET_SECRET', 'JWT_SECRET', 'CHATAPI_TOKEN', 'WEBHOOK_SECRET', 'CHANNELS', 'REDIS_URL', 'REDIS_OPTIONS', 'JWT_PUBLIC_KEY', 'OFFLINE_HOOK_SECRET', 'OFFLINE_HOOK_URL'])
 
 /** A setting as an error shows it: NAME="value", or only its length for one in UNSHOWN; a user:password in a URL is masked either way. */
 function shown (name: string, raw: string): string {
@@ -179,6 +188,12 @@ function crossCheck (config: Config): void {
   }
   if (config.SHUTDOWN_TIMEOUT_MS <= config.DRAIN_MS) {
     throw new ConfigError('SHUTDOWN_TIMEOUT_MS must be longer than DRAIN_MS, so the drain can finish before the deadline')
+  }
+  if (config.OFFLINE_HOOK_URL !== undefined && config.OFFLINE_HOOK_SECRET === undefined) {
+    throw new ConfigError('OFFLINE_HOOK_URL needs OFFLINE_HOOK_SECRET (16+ characters) to sign its posts')
+  }
+  if (config.OFFLINE_HOOK_URL !== undefined && !URL.canParse(config.OFFLINE_HOOK_URL)) {
+    throw new ConfigError('OFFLINE_HOOK_URL is not a valid URL')
   }
   if (config.BACKOFF_MAX_MS < config.BACKOFF_BASE_MS) {
     throw new ConfigError('BACKOFF_MAX_MS must not be smaller than BACKOFF_BASE_MS')

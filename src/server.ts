@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path'
 import { buildApp } from './app.js'
 import { ConfigError, channelWarnings, loadConfig, parseChannels, type Channel, type Config } from './config.js'
 import { parseProfiles, startEmulator, type Emulator } from './emulator/index.js'
+import { logStream } from './lib/pretty-log.js'
 
 /** A start that cannot go on for a reason a person can fix: one line on stderr, no stack. */
 class StartError extends Error {
@@ -63,7 +64,7 @@ async function main (): Promise<void> {
   }
 
   const demoPage = config.DEMO_PAGE ?? emulator !== undefined
-  const app = await buildApp(config, { channels, demoPage })
+  const app = await buildApp(config, { channels, demoPage, logStream: logStream(config.LOG_FORMAT, process.stdout, process.env) })
   if (devSecret !== undefined) {
     if ('secret' in devSecret) {
       app.log.warn({ file: devSecret.file }, `TICKET_SECRET is not set: tickets and cursors are signed with a development secret kept in ${DEV_SECRET_FILE}, so visitors survive a restart; production must set TICKET_SECRET`)

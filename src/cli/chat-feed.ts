@@ -1,4 +1,4 @@
-import type { BotAnswer, BridgeEvent } from '../client/index.js'
+import type { BotAnswer, BridgeEvent } from '@chatapi-bridge/client'
 import { replyLines, requestText } from './chat-format.js'
 
 /** How many questionIds each set keeps: plenty for a terminal session, and bounded. */

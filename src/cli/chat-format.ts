@@ -1,4 +1,4 @@
-import type { ChatAuthor, ChatMessage, Reply, StateChange } from '../client/index.js'
+import type { ChatAuthor, ChatMessage, Reply, StateChange } from '@chatapi-bridge/client'
 
 /**
  * How the terminal chat writes things: replies, the history, connection

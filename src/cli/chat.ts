@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { createInterface } from 'node:readline'
 import WebSocket from 'ws'
-import { BridgeClient, CloseCode, type BotAnswer, type StateChange, type WebSocketConstructor } from '../client/index.js'
+import { BridgeClient, CloseCode, type BotAnswer, type StateChange, type WebSocketConstructor } from '@chatapi-bridge/client'
 import { ChatFeed } from './chat-feed.js'
 import { helpLines, historyLines, isTicket, retryLine } from './chat-format.js'
 import { Terminal } from './terminal.js'

@@ -10,6 +10,8 @@ import { openRedis, type RedisSettings } from './redis.js'
 import { RedisResultCache } from './result-cache.js'
 import { RedisLanes } from './send-lanes.js'
 import { RedisMailStore } from './mail-store.js'
+import { RedisPresence } from './presence-store.js'
+import type { LocalSockets } from '../webhook/presence.js'
 
 export interface ClusterOptions {
   config: Config
@@ -80,7 +82,12 @@ export class Cluster {
     return new RedisMailStore({ redis: this.redis, notifier: this.notifier, health: this.health, prefix: this.prefix, retentionMs, perClient })
   }
 
-  hub (local: LocalHub): ClusterHub {
+  /** Which instances have sockets of a client, for the offline hook; told of this instance's changes through `changed`. */
+  presence (local: LocalSockets): RedisPresence {
+    return new RedisPresence({ redis: this.redis, health: this.health, prefix: this.prefix, instance: this.feeds.instance, liveness: this.feeds.liveness, local })
+  }
+
+    hub (local: LocalHub): ClusterHub {
     return new ClusterHub(local, this.feeds, this.health)
   }
 

@@ -16,35 +16,55 @@ export const MAX_SEQ = '18446744073709551615'
 /** Entries looked through from a cursor's time to find its event. */
 const FIND_SPAN = 500
 
-/** Takes the lease if nobody holds it; returns the token and the last event of the stream. */
+/**
+ * Takes the lease if nobody holds it, or if it is still held under `stale`
+ * (the token of an instance whose alive key is gone, or this owner's own
+ * after its alive key lapsed): a compare-and-set, so of several bidders that
+ * found the same holder dead, and the holder taking its lease back, one
+ * wins. Every lease taken has a new fencing number, and is announced on the
+ * notify channel. Returns the token and the last event of the stream, or
+ * the holder.
+ */
 const ACQUIRE = new Script(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[2] then return {0, holder} end
 local fence = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 local token = ARGV[1] .. ':' .. fence
-redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
+redis.call('SET', KEYS[1], token, 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], 'lease:' .. token)
+local replaced = 0
+if holder then replaced = 1 end
 local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
-if last[1] then return {token, last[1][1], last[1][2]} end
-return {token}
+if last[1] then return {1, token, replaced, last[1][1], last[1][2]} end
+return {1, token, replaced}
 `, 3)
 
-/** 1 renewed; 0 another instance holds the lease; -1 nobody does (it expired, or Redis lost it). */
+/**
+ * Keeps the feed's keys from expiring while the caller's token is the lease
+ * (the lease's validity is its instance's alive key, not this expiry).
+ * 1 renewed; 0 another instance holds the lease; -1 nobody does (it
+ * expired, or Redis lost it).
+ */
 const RENEW = new Script(`
 local holder = redis.call('GET', KEYS[1])
 if holder == false then return -1 end
 if holder ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
 return 1
 `, 3)
 
+/** Gives the lease up, and keeps the stream for its full time from now. */
 const RELEASE = new Script(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
 redis.call('PUBLISH', ARGV[2], 'release')
 return 1
-`, 1)
+`, 3)
 
 /**
  * Appends events only while the caller's token is the lease: the fence check
@@ -72,6 +92,7 @@ return id
 `, 2)
 
 export interface FeedStreamsOptions {
+  /** REDIS_LEASE_MS: the lease and fence keys outlive the stream by this much. */
   leaseMs: number
   maxLen: number
   ttlMs: number
@@ -93,6 +114,19 @@ function entryOf (id: string, fields: string[]): StreamEntry {
   return { id, ts: Number(f.t), hash: f.h ?? '', json: f.j ?? 'null', prev: decodePos(f.p) }
 }
 
+/** The instance a lease token `<instance>:<fence>` names (instance IDs are base64url: no colon). */
+export function instanceOf (token: string): string {
+  return token.slice(0, Math.max(0, token.lastIndexOf(':')))
+}
+
+/** The fencing number of a lease token. */
+export function fenceOf (token: string): number {
+  return Number(token.slice(token.lastIndexOf(':') + 1))
+}
+
+/** What a bid for a lease got: the lease (`replaced`: it took the place of the stale token), or the name of its holder. */
+export type Bid = { won: true, token: string, last: StreamEntry | undefined, replaced: boolean } | { won: false, holder: string }
+
 /** The leases and streams of feeds in Redis: every command the clustered hub sends about them. */
 export class FeedStreams {
   private readonly redis: RedisClient
@@ -103,22 +137,29 @@ export class FeedStreams {
     this.o = opts
   }
 
-  private get fenceTtlMs (): number { return this.o.ttlMs + this.o.leaseMs }
+  /** How long the lease and fence keys outlive their last renewal: as long as the stream, and a lease. */
+  private get keysTtlMs (): number { return this.o.ttlMs + this.o.leaseMs }
 
-  async acquire (k: FeedKeys, instance: string): Promise<{ token: string, last: StreamEntry | undefined } | undefined> {
-    const r = await ACQUIRE.run(this.redis, [k.lease, k.fence, k.stream], [instance, this.o.leaseMs, this.fenceTtlMs]) as [string, string?, string[]?] | null
-    if (r === null) return undefined
-    const [token, id, fields] = r
-    return { token, last: id === undefined ? undefined : entryOf(id, fields ?? []) }
+  /** Bids for the lease: won if nobody holds it, or if its holder still is `stale`. */
+  async acquire (k: FeedKeys, instance: string, stale = ''): Promise<Bid> {
+    const r = await ACQUIRE.run(this.redis, [k.lease, k.fence, k.stream], [instance, stale, this.keysTtlMs, k.notify]) as [number, string, number?, string?, string[]?]
+    if (r[0] === 0) return { won: false, holder: r[1] }
+    const [, token, replaced, id, fields] = r
+    return { won: true, token, replaced: replaced === 1, last: id === undefined ? undefined : entryOf(id, fields ?? []) }
+  }
+
+  /** The token of the lease's holder, or undefined when nobody holds it. */
+  async holder (k: FeedKeys): Promise<string | undefined> {
+    return await this.redis.get(k.lease) ?? undefined
   }
 
   async renew (k: FeedKeys, token: string): Promise<'renewed' | 'taken' | 'vacant'> {
-    const r = await RENEW.run(this.redis, [k.lease, k.stream, k.fence], [token, this.o.leaseMs, this.o.ttlMs, this.fenceTtlMs])
+    const r = await RENEW.run(this.redis, [k.lease, k.stream, k.fence], [token, this.o.ttlMs, this.keysTtlMs])
     return r === 1 ? 'renewed' : r === 0 ? 'taken' : 'vacant'
   }
 
   async release (k: FeedKeys, token: string): Promise<void> {
-    await RELEASE.run(this.redis, [k.lease], [token, k.notify])
+    await RELEASE.run(this.redis, [k.lease, k.stream, k.fence], [token, k.notify, this.o.ttlMs, this.keysTtlMs])
   }
 
   /** Appends `events` after `prev`; the ID of the last one, or undefined when the token no longer holds the lease. */

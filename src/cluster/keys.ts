@@ -6,7 +6,7 @@ import { feedId, type FeedKey } from '../feed/hub.js'
  * script may touch them all on a Redis Cluster (one slot).
  */
 export interface FeedKeys {
-  /** `<instance>:<fence>` of the instance that polls the upstream for the feed. */
+  /** `<instance>:<fence>` of the instance that polls the upstream for the feed; valid while that instance's alive key is there. */
   lease: string
   /** Counts the leases ever given for the feed: the fencing token's number. */
   fence: string
@@ -26,6 +26,16 @@ export function feedKeys (prefix: string, key: FeedKey): FeedKeys {
   return { lease: `${base}:lease`, fence: `${base}:fence`, stream: `${base}:events`, notify: `${base}:notify` }
 }
 
+/**
+ * The key that says an instance is alive, renewed once a third of a lease
+ * for every lease the instance holds. It has a slot of its own on a Redis
+ * Cluster, so no script of a feed may touch it: it only tells the others
+ * when to bid for the instance's leases.
+ */
+export function aliveKey (prefix: string, instance: string): string {
+  return `${prefix}alive:{${instance}}`
+}
+
 /** The key of one request's result, and the channel told when it is there. */
 export function resultKeys (prefix: string, requestKey: string): { result: string, notify: string } {
   const base = `${prefix}result:{${tag(requestKey)}}`
@@ -36,4 +46,14 @@ export function resultKeys (prefix: string, requestKey: string): { result: strin
 export function laneKeys (prefix: string, lane: string): { tickets: string, queue: string, alive: string, notify: string } {
   const base = `${prefix}lane:{${tag(lane)}}`
   return { tickets: `${base}:tickets`, queue: `${base}:queue`, alive: `${base}:alive`, notify: `${base}:notify` }
+}
+
+/**
+ * The set of instances that have open sockets of one client, for the
+ * offline hook. Written when a client's first socket on an instance opens
+ * and its last closes, never on a timer; a member whose alive key is gone
+ * counts for nothing.
+ */
+export function presenceKey (prefix: string, client: string): string {
+  return `${prefix}presence:{${tag(client)}}`
 }

@@ -3,7 +3,7 @@ import type { CursorPosition } from '../feed/cursor.js'
 import type { FeedKey } from '../feed/hub.js'
 import { Poller, type PollerContext } from '../feed/poller.js'
 import type { Log } from '../lib/log.js'
-import type { FeedStreams } from './feed-stream.js'
+import type { FeedStreams, StreamEntry } from './feed-stream.js'
 import type { FeedKeys } from './keys.js'
 import type { RedisHealth } from './redis-health.js'
 
@@ -32,9 +32,6 @@ export interface LeaseHolder {
   fatal: () => void
 }
 
-/** What renewing found: still ours, gone, or lapsed and taken back after another owner wrote. */
-export type Renewal = { kept: true } | { kept: false, retaken?: { token: string, last: CursorPosition } }
-
 /** Entries written to Redis at once. */
 const BATCH = 200
 
@@ -58,6 +55,8 @@ export class Lease {
   /** How many of `held` went to this instance's sockets already, straight from the poll. */
   private handed = 0
   private flushing = false
+  /** The last append found another token in the lease: polling waits until the lease is checked. */
+  private fencedOut = false
   private ended = false
 
   /** Polls for the cluster from `start`: after the stream's last event, or from a time (then `before` are not new). */
@@ -72,6 +71,7 @@ export class Lease {
 
   get log (): Log { return this.holder.log }
   get heldCount (): number { return this.held.length }
+  get fenced (): boolean { return this.fencedOut }
 
   start (): void { this.poller.start() }
 
@@ -92,23 +92,28 @@ export class Lease {
   /** The stream's last event is no longer upstream: what comes next does not follow it. */
   onStart (outcome: { resumed: boolean }): void { if (!outcome.resumed) this.chain = undefined }
 
-  /** Renews the lease; one that lapsed with nobody taking it is taken back. Then writes what is held. */
-  async renew (): Promise<Renewal> {
+  /** Keeps the feed's keys from expiring; then, if the lease is still this one's, writes what is held. */
+  async renew (): Promise<'renewed' | 'taken' | 'vacant'> {
     const state = await this.c.streams.renew(this.keys, this.token)
     this.c.health.ok()
-    if (this.ended || state === 'taken') return { kept: false }
-    if (state === 'vacant') {
-      // The lease lapsed (Redis was away past it, or lost its data) and nobody took it: take it back.
-      const got = await this.c.streams.acquire(this.keys, this.c.instance)
-      if (this.ended || got === undefined) return { kept: false }
-      if (got.last !== undefined && !samePoll(positionOf(got.last), this.chain)) {
-        // Another owner wrote meanwhile: start over from the stream.
-        return { kept: false, retaken: { token: got.token, last: positionOf(got.last) } }
-      }
-      this.token = got.token
-    }
+    if (state === 'renewed' && !this.ended) await this.resume()
+    return state
+  }
+
+  /** Whether `last`, the stream's last entry, is this owner's last append (or the stream is empty): nobody else wrote. */
+  follows (last: StreamEntry | undefined): boolean {
+    return last === undefined || samePoll(positionOf(last), this.chain)
+  }
+
+  /** The lease was taken again under a new fencing number: appends go on with it. */
+  async retoken (token: string): Promise<void> {
+    this.token = token
+    await this.resume()
+  }
+
+  private async resume (): Promise<void> {
+    this.fencedOut = false
     if (this.held.length > 0) await this.flush()
-    return { kept: true }
   }
 
   /** Publishes what the owner holds, fenced by its lease token. */
@@ -133,7 +138,8 @@ export class Lease {
         }
         if (this.ended) return
         if (id === undefined) {
-          // Fenced out: another instance holds the lease, or it lapsed. The next renewal settles which.
+          // Fenced out: another instance holds the lease, or Redis lost it. The claim's next check settles which.
+          this.fencedOut = true
           this.poller.pause()
           return
         }

@@ -25,7 +25,7 @@ export interface RedisMailOptions {
 const ADD = new Script(`
 local stream, floor, notify = KEYS[1], KEYS[2], KEYS[3]
 local maxlen, ttl, seenPrefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local added = 0
+local added = {}
 for i = 4, #ARGV, 4 do
   if redis.call('SET', seenPrefix .. ARGV[i], '1', 'NX', 'PX', ttl) then
     if redis.call('XLEN', stream) >= maxlen then
@@ -34,10 +34,10 @@ for i = 4, #ARGV, 4 do
       redis.call('XTRIM', stream, 'MAXLEN', maxlen - 1)
     end
     redis.call('XADD', stream, '*', 'hash', ARGV[i], 'ts', ARGV[i + 1], 'q', ARGV[i + 2], 'json', ARGV[i + 3])
-    added = added + 1
+    added[#added + 1] = ARGV[i]
   end
 end
-if added > 0 then
+if #added > 0 then
   redis.call('PEXPIRE', stream, ttl)
   redis.call('PUBLISH', notify, '1')
 end
@@ -83,14 +83,15 @@ export class RedisMailStore implements MailStore {
 
   onMail (listener: MailListener): void { this.listener = listener }
 
-  async add (channel: string, clientId: string, mail: NewMail[]): Promise<number> {
+  /** Resolves with the mail that was new; the script answers with their hashes. */
+  async add (channel: string, clientId: string, mail: NewMail[]): Promise<NewMail[]> {
     const k = this.keys(channel, clientId)
     const args: Array<string | number> = [this.o.perClient, this.o.retentionMs, k.seen]
     for (const m of mail) args.push(m.hash, m.ts, m.questionId ?? '', m.json)
     try {
-      const added = Number(await ADD.run(this.o.redis, [k.stream, k.floor, k.notify], args))
+      const added = new Set(await ADD.run(this.o.redis, [k.stream, k.floor, k.notify], args) as string[])
       this.o.health.ok()
-      return added
+      return mail.filter((m) => added.delete(m.hash))
     } catch (err) {
       this.o.health.failed(err)
       throw err

@@ -6,20 +6,24 @@ import type { Log } from '../lib/log.js'
 import type { ChatApi } from '../upstream/chat-api.js'
 import { MAX_SEQ, type StreamEntry } from './feed-stream.js'
 import type { FeedKeys } from './keys.js'
-import { Lease, type LeaseContext, type LeaseHolder } from './lease.js'
+import type { LeaseHolder } from './lease.js'
+import { LeaseClaim, type ClaimContext, type ClaimTick } from './lease-claim.js'
 import type { Notifier } from './notifier.js'
 
 /** What the stream sources of one instance share. */
-export interface StreamSourceContext extends LeaseContext {
+export interface StreamSourceContext extends ClaimContext {
   notifier: Notifier
   api: ChatApi
-  /** This source took the lease (`true`) or gave it up (`false`). */
-  onOwner: (owns: boolean) => void
   /** The stream had a gap that the upstream could not fill. */
   onLost: () => void
-  /** Gives the lease up in the background (stop() cannot wait). */
-  release: (keys: FeedKeys, token: string) => void
   onStop: () => void
+  /** How often a source reads its stream without a notification, in case one was lost. */
+  readMs: number
+}
+
+/** One tick of the instance: `full` after Redis or its pub/sub came back, when every source reads again. */
+export interface SourceTick extends ClaimTick {
+  full: boolean
 }
 
 /**
@@ -63,12 +67,19 @@ export class StreamSource implements FeedSource, LeaseHolder {
   /** A read of the stream is under way; `again` asks it for one more pass. */
   private reading = false
   private again = false
-  private acquiring = false
-  private lease: Lease | undefined
+  /** When the next read without a notification is due. */
+  private nextRead: number
+  private readonly claim: LeaseClaim
   private readonly onNotify = (message: string): void => {
-    if (message === 'release') void this.tryAcquire()
-    else if (message === 'fatal') this.o.onFatal()
-    else void this.read()
+    if (message === 'release') {
+      if (this.is('ready')) this.claim.released()
+    } else if (message.startsWith('lease:')) {
+      this.claim.heard(message.slice('lease:'.length))
+    } else if (message === 'fatal') {
+      this.o.onFatal()
+    } else {
+      void this.read()
+    }
   }
 
   constructor (o: FeedSourceOptions, c: StreamSourceContext, keys: FeedKeys) {
@@ -80,12 +91,17 @@ export class StreamSource implements FeedSource, LeaseHolder {
     if (this.at !== undefined) this.seen.add(this.at as FeedEvent)
     for (const e of o.before ?? []) this.seen.add(e as FeedEvent)
     this.startPending = this.fromTime === undefined
+    // Spread over the period, so that the sources of an instance do not all read at once.
+    this.nextRead = Date.now() + Math.random() * c.readMs
+    this.claim = new LeaseClaim(c, keys, this, { start: o.start, before: o.before })
   }
 
   get position (): number | undefined { return this.at?.ts }
   get isPaused (): boolean { return this.paused }
-  get owns (): boolean { return this.lease !== undefined }
-  get held (): number { return this.lease?.heldCount ?? 0 }
+  get owns (): boolean { return this.claim.owns }
+  get held (): number { return this.claim.held }
+  /** The instance whose alive key decides when this source bids for the lease. */
+  get waitsOn (): string | undefined { return this.claim.waitsOn }
   /** The last event handed over, or where reading began. */
   get last (): CursorPosition | undefined { return this.at }
   get key (): FeedKey { return this.o.key }
@@ -98,11 +114,7 @@ export class StreamSource implements FeedSource, LeaseHolder {
     this.to('stopped')
     this.c.onStop()
     this.c.notifier.unlisten(this.keys.notify, this.onNotify)
-    const lease = this.lease
-    if (lease !== undefined) {
-      this.disown(lease)
-      this.c.release(this.keys, lease.token)
-    }
+    this.claim.stop()
   }
 
   pause (): void { this.paused = true }
@@ -113,16 +125,15 @@ export class StreamSource implements FeedSource, LeaseHolder {
     void this.read()
   }
 
-  /** Keeps the lease (or bids for it), and looks for entries a lost notification may have hidden. */
-  async tick (): Promise<void> {
+  /** Keeps the lease (or bids for it), and now and then looks for entries a lost notification may have hidden. */
+  async tick (t: SourceTick): Promise<void> {
     if (this.state === 'stopped' || this.state === 'starting') return
     if (this.state === 'new') {
       await this.initialize()
       return
     }
-    if (this.lease !== undefined) await this.keepLease(this.lease)
-    else await this.tryAcquire()
-    await this.read()
+    await this.claim.tick(t)
+    if (t.full || t.now >= this.nextRead) await this.read()
   }
 
   /** Redis came back: the stream may have been rebuilt, so read again from the last millisecond handed over. */
@@ -163,9 +174,9 @@ export class StreamSource implements FeedSource, LeaseHolder {
     }
     if (!this.is('starting')) return
     this.to('ready')
-    await this.tryAcquire()
+    await this.claim.start()
     // Another instance holds the lease: its poll is the one upstream, and it is under way.
-    if (this.lease === undefined) this.o.onListening()
+    if (!this.claim.owns) this.o.onListening()
     await this.read()
   }
 
@@ -230,6 +241,7 @@ export class StreamSource implements FeedSource, LeaseHolder {
       return
     }
     this.reading = true
+    this.nextRead = Date.now() + this.c.readMs
     try {
       do {
         this.again = false
@@ -295,54 +307,6 @@ export class StreamSource implements FeedSource, LeaseHolder {
   /** Hands over events that the position has already moved past. */
   private emit (events: FeedEvent[]): void {
     if (events.length > 0) this.o.onEvents(events.map(posAndJson))
-  }
-
-  private async tryAcquire (): Promise<void> {
-    if (this.state !== 'ready' || this.acquiring || this.lease !== undefined) return
-    this.acquiring = true
-    try {
-      const got = await this.c.streams.acquire(this.keys, this.c.instance)
-      this.c.health.ok()
-      if (got === undefined) return
-      if (this.is('stopped')) {
-        this.c.release(this.keys, got.token)
-        return
-      }
-      this.own(got.token, got.last === undefined ? this.at ?? this.o.start : posOf(got.last))
-    } catch (err) {
-      this.c.health.failed(err)
-    } finally {
-      this.acquiring = false
-    }
-  }
-
-  private async keepLease (lease: Lease): Promise<void> {
-    try {
-      const renewal = await lease.renew()
-      if (this.lease !== lease || renewal.kept) return
-      this.disown(lease)
-      const retaken = renewal.retaken
-      if (retaken === undefined) return
-      if (this.is('stopped')) this.c.release(this.keys, retaken.token)
-      else this.own(retaken.token, retaken.last)
-    } catch (err) {
-      this.c.health.failed(err)
-    }
-  }
-
-  /** Polls for the cluster from `start`: after the stream's last event, or from a time. */
-  private own (token: string, start: CursorPosition): void {
-    const lease = new Lease(this.c, this.keys, this, token, start, this.o.before)
-    this.lease = lease
-    this.c.onOwner(true)
-    lease.start()
-  }
-
-  private disown (lease: Lease): void {
-    lease.end()
-    if (this.lease !== lease) return
-    this.lease = undefined
-    this.c.onOwner(false)
   }
 }
 

@@ -20,6 +20,8 @@ export const ErrorCode = {
   TOO_LARGE: 'request.too.large',
   ROUTE_NOT_FOUND: 'route.not.found',
   MESSAGE_NOT_FOUND: 'message.not.found',
+  /** An operator route named a client the channel has never seen (the emulator's own; not a Chat API code). */
+  CLIENT_NOT_FOUND: 'client.not.found',
   /** Answered by a fault of kind 'status'. */
   FAULT: 'fault.injected',
   INTERNAL: 'internal.error'

@@ -2,6 +2,8 @@
  * `npm run emulator`: the Chat API emulator on its own, configured by the
  * environment. The only file of the emulator that touches `process`.
  */
+import { loadConfig, type Config } from '../config.js'
+import { logStream } from '../lib/pretty-log.js'
 import { parseProfiles, startEmulator } from './index.js'
 
 function numberFrom (value: string | undefined, fallback: number, name: string): number {
@@ -17,6 +19,11 @@ function profilesFrom (value: string | undefined): ReturnType<typeof parseProfil
   } catch (err) {
     throw new Error(`EMULATOR_PROFILE: ${(err as Error).message}`)
   }
+}
+
+/** LOG_FORMAT read as the bridge reads it (the setting is the bridge's, and so is its error); the other settings are not read. */
+function logFormatFrom (value: string | undefined): Config['LOG_FORMAT'] {
+  return loadConfig({ LOG_FORMAT: value }).LOG_FORMAT
 }
 
 /** Stops the start with one line a person can act on, no stack. */
@@ -40,6 +47,7 @@ function listenProblem (err: NodeJS.ErrnoException, port: number, host: string):
 
 const env = process.env
 let settings
+let stream
 try {
   settings = {
     port: numberFrom(env.EMULATOR_PORT, 3001, 'EMULATOR_PORT'),
@@ -48,6 +56,7 @@ try {
     http2MaxStreams: numberFrom(env.EMULATOR_HTTP2_MAX_STREAMS, 1000, 'EMULATOR_HTTP2_MAX_STREAMS'),
     profiles: profilesFrom(env.EMULATOR_PROFILE)
   }
+  stream = logStream(logFormatFrom(env.LOG_FORMAT), process.stdout, env)
 } catch (err) {
   fail((err as Error).message, 78)
 }
@@ -62,7 +71,8 @@ try {
     logger: {
       level: env.EMULATOR_LOG_LEVEL ?? 'info',
       // The token is the channel's secret; request logs show the path without it.
-      serializers: { req: (req: { method: string, url: string }) => ({ method: req.method, url: req.url.replace(/^\/(chatapi|operator)\/[^/?]+/, '/$1/***') }) }
+      serializers: { req: (req: { method: string, url: string }) => ({ method: req.method, url: req.url.replace(/^\/(chatapi|operator)\/[^/?]+/, '/$1/***') }) },
+      ...(stream === undefined ? {} : { stream })
     }
   })
 } catch (err) {
@@ -75,6 +85,14 @@ console.log(`Chat API emulator at ${emulator.url}${/^(1|true|yes|on)$/i.test(env
 console.log(`tokens: ${emulator.tokens.join(', ')}`)
 if (profiles.length > 0) console.log(`profiles: ${profiles.join(', ')}`)
 console.log(`try: curl '${emulator.url}/${emulator.tokens[0] ?? 'demo-token'}?clientId=me&query=buttons'`)
+console.log(`a bridge in front of it: UPSTREAM_URL=${emulator.url}/chatapi CHATAPI_TOKEN=${emulator.tokens[0] ?? 'demo-token'} npm start`)
+if (env.EMULATOR_WEBHOOK_URL === undefined || env.EMULATOR_WEBHOOK_URL === '') {
+  // Without it, answers to sendAsync and agent replies stay in the emulator: say so where it is noticed, at the start.
+  console.log('no EMULATOR_WEBHOOK_URL: webhook deliveries (sendAsync answers, agent replies) go nowhere. To reach a bridge, set it to\n' +
+    '  http://127.0.0.1:3000/v1/webhook/default/<secret> here and WEBHOOK_SECRET=<secret> on the bridge (16+ letters, digits, _ or -)')
+} else {
+  console.log(`webhook deliveries go to ${env.EMULATOR_WEBHOOK_URL.replace(/\/[^/]*$/, '/***')}`)
+}
 
 let stopping = false
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

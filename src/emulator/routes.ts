@@ -253,11 +253,15 @@ function statusOf (client: ClientRecord | undefined, questionId: string): string
  * faults and counters. Not part of the Chat API.
  */
 function operatorRoutes (app: EmulatorApp, core: EmulatorCore): void {
-  app.post(`${OPERATOR_PREFIX}/:token/agent-reply`, { schema: { params: TokenParams, body: AgentReplyBody } }, async (request) =>
-    core.outreach.agentReply(request.params.token, request.body.clientId, request.body.text))
+  app.post(`${OPERATOR_PREFIX}/:token/agent-reply`, { schema: { params: TokenParams, body: AgentReplyBody } }, async (request) => {
+    knownClient(core, request.params.token, request.body.clientId)
+    return core.outreach.agentReply(request.params.token, request.body.clientId, request.body.text)
+  })
 
-  app.post(`${OPERATOR_PREFIX}/:token/publish`, { schema: { params: TokenParams, body: PublishBody } }, async (request) =>
-    core.publish(request.params.token, request.body.clientId, request.body.type, request.body.body))
+  app.post(`${OPERATOR_PREFIX}/:token/publish`, { schema: { params: TokenParams, body: PublishBody } }, async (request) => {
+    knownClient(core, request.params.token, request.body.clientId)
+    return core.publish(request.params.token, request.body.clientId, request.body.type, request.body.body)
+  })
 
   app.post(`${OPERATOR_PREFIX}/:token/campaign`, { schema: { params: TokenParams, body: CampaignBody } }, async (request, reply) => {
     core.outreach.campaign(request.params.token, request.body.clientIds, request.body.text)
@@ -284,4 +288,15 @@ function operatorRoutes (app: EmulatorApp, core: EmulatorCore): void {
     core.faults.clear()
     return { pending: 0 }
   })
+}
+
+/**
+ * An agent's reply or an event for a client the channel has never seen goes
+ * nowhere anyone looks: most often a placeholder clientId left in a command
+ * line. Say so instead of answering 200. (Campaigns may reach new clients.)
+ */
+function knownClient (core: EmulatorCore, token: string, clientId: string): void {
+  core.checkToken(token)
+  if (core.store.find(token, clientId) !== undefined) return
+  throw new EmulatorError(404, ErrorCode.CLIENT_NOT_FOUND, `no client "${clientId}" has used this channel yet: give the clientId of a chat that sent a message or is connected (npm run chat prints it; on the demo page it is the Visitor line)`)
 }

@@ -1,4 +1,4 @@
-import { backoffDelay, type Backoff } from '../client/backoff.js'
+import { backoffDelay, type Backoff } from '@chatapi-bridge/client'
 import type { CursorPosition } from './cursor.js'
 import type { FeedEvent } from './event.js'
 import { isChannelRejected } from '../upstream/upstream-answers.js'

@@ -10,6 +10,9 @@ export class Counts {
     return true
   }
 
+  /** How many `key` holds now. */
+  get (key: string): number { return this.map.get(key) ?? 0 }
+
   release (key: string): void {
     const n = (this.map.get(key) ?? 1) - 1
     if (n <= 0) this.map.delete(key)

@@ -38,6 +38,7 @@ export class Metrics {
 
   readonly resumes = new Counter({ name: 'bridge_resumes_total', help: 'Hellos with a resume cursor, by outcome', labelNames: ['outcome'], registers: [this.registry] })
   readonly webhookObjects = new Counter({ name: 'bridge_webhook_objects_total', help: 'Webhook objects by result (accepted, or duplicate of a retry or of a polled answer)', labelNames: ['channel', 'result'], registers: [this.registry] })
+  readonly offlineHook = new Counter({ name: 'bridge_offline_hook_total', help: 'Webhook events for clients who are away, by what became of their post to OFFLINE_HOOK_URL', labelNames: ['result'], registers: [this.registry] })
   readonly rateLimited = new Counter({ name: 'bridge_rate_limited_total', help: 'Requests refused with RATE_LIMITED', registers: [this.registry] })
   readonly requests = new Counter({ name: 'bridge_requests_total', help: 'Client requests by type and result', labelNames: ['type', 'result'], registers: [this.registry] })
   readonly upstreamQuirks = new Counter({

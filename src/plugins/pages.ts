@@ -9,8 +9,12 @@ export interface ClientRouteOptions { demoPage: boolean }
  * runner) sit two levels below the package root, so one path works for both.
  */
 const root = new URL('../../', import.meta.url)
-/** The browser build of the SDK: `npm run build` writes it. */
-const sdkDir = fileURLToPath(new URL('dist/client/', root))
+/**
+ * The browser build of the SDK: the folder of @chatapi-bridge/client's entry,
+ * wherever npm put the package (a workspace link here, node_modules in an
+ * install). Its files import each other as ./x.js, so they load as they are.
+ */
+const sdkDir = fileURLToPath(new URL('.', import.meta.resolve('@chatapi-bridge/client')))
 /** The demo page is plain HTML, CSS and JS, served from the sources: tsc does not copy them to dist. */
 const demoDir = fileURLToPath(new URL('src/demo/', root))
 
@@ -64,6 +68,9 @@ async function sendFile (reply: FastifyReply, dir: string, name: string): Promis
 export async function clientRoutes (app: FastifyInstance, o: ClientRouteOptions): Promise<void> {
   app.get<{ Params: { file: string } }>('/sdk/:file', async (req, reply) => {
     if (!SDK_FILE.test(req.params.file)) return await reply.code(404).send({ error: 'NOT_FOUND', message: 'no such file' })
+    // A site on another origin imports the SDK from its bridge, and module scripts load only with CORS. The files are
+    // public code, sent without credentials, so any origin may read them; ALLOWED_ORIGINS guards the socket.
+    reply.header('access-control-allow-origin', '*').header('cross-origin-resource-policy', 'cross-origin')
     return await sendFile(reply, sdkDir, req.params.file)
   })
 

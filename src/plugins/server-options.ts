@@ -1,7 +1,9 @@
 import type { IncomingHttpHeaders, Server } from 'node:http'
 import { LogController, type FastifyHttpOptions, type FastifyRequest } from 'fastify'
 import type { WebsocketPluginOptions } from '@fastify/websocket'
+import type { PerMessageDeflateOptions } from 'ws'
 import type { Config } from '../config.js'
+import type { LineStream } from '../lib/pretty-log.js'
 import { SUBPROTOCOL } from '../socket/protocol.js'
 
 /**
@@ -67,13 +69,13 @@ function checkingInterval (deadlineMs: number): number {
 }
 
 export interface LogOptions {
-  /** Where the JSON log lines go instead of stdout (tests read them). */
-  logStream?: { write: (line: string) => void }
+  /** Where the JSON log lines go instead of stdout: a test's recorder, or the pretty stream of LOG_FORMAT (src/lib/pretty-log.ts). */
+  logStream?: LineStream
   /** A pino logger option; defaults to JSON logs at LOG_LEVEL. */
   logger?: boolean | object
 }
 
-/** The HTTP server and its logger: JSON lines at LOG_LEVEL, secrets redacted. */
+/** The HTTP server and its logger: lines at LOG_LEVEL, secrets redacted before they reach the stream. */
 export function serverOptions (config: Config, o: LogOptions): FastifyHttpOptions<Server> {
   const deadline = config.HTTP_TIMEOUT_MS
   return {
@@ -114,14 +116,47 @@ export function trustProxy (setting: string): boolean | string[] | ((address: st
   return s.split(',').map((p) => p.trim()).filter((p) => p !== '')
 }
 
-/** The WebSocket server: one subprotocol, frames up to MAX_FRAME_BYTES. */
+/**
+ * The WebSocket server: one subprotocol, frames up to MAX_FRAME_BYTES (after
+ * inflating, so a compressed frame cannot grow past it), and
+ * permessage-deflate only with WS_COMPRESSION. The figures behind each
+ * choice are in bench/README.md (the compression scenario).
+ */
 export function websocketOptions (config: Config): WebsocketPluginOptions {
   return {
     options: {
       maxPayload: config.MAX_FRAME_BYTES,
       handleProtocols: (protocols: Set<string>) => protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false,
-      // Event frames are small JSON; compression costs more CPU and memory per socket than it saves.
-      perMessageDeflate: false
+      perMessageDeflate: config.WS_COMPRESSION ? deflateOptions(config) : false
     }
+  }
+}
+
+/**
+ * permessage-deflate as ws takes it. Off by default because of memory: ws
+ * keeps a socket's zlib stream from its first compressed frame until it
+ * closes (no context takeover only resets it between frames), about 100 KB
+ * each outside V8's heap with these options, where a whole idle socket
+ * costs about 16 KB without compression.
+ */
+function deflateOptions (config: Config): PerMessageDeflateOptions {
+  return {
+    // ws honours the threshold only without server context takeover; with it, every frame is compressed.
+    threshold: config.WS_COMPRESSION_THRESHOLD,
+    // Left out rather than false when the context is kept: false would make ws refuse (400) a client
+    // that asks for no server context takeover, where leaving it out grants the client's wish.
+    ...(config.WS_COMPRESSION_CONTEXT ? {} : { serverNoContextTakeover: true }),
+    // A client's frames are small; with this, ws clients leave those under their threshold uncompressed,
+    // and no client's window needs keeping from one frame to the next.
+    clientNoContextTakeover: true,
+    // A 4 KB window instead of 32 KB: about 100 KB of zlib memory per socket instead of 220, and the same
+    // bytes on the wire for frames of a few KB. ws refuses (400) a client that asks for a smaller one;
+    // browsers never do. The client's window is left to the client: asking for one would refuse browsers.
+    serverMaxWindowBits: 12,
+    // For frames of 1-2 KB, levels 1 to 6 differ by under 2% in bytes and not measurably in CPU, which
+    // goes to ws's hand-off to the thread pool; memLevel 4 saves about 10 KB per socket over zlib's 8.
+    zlibDeflateOptions: { level: 1, memLevel: 4 }
+    // concurrencyLimit stays ws's (10 zlib jobs at once, process-wide): frames waiting for it count in
+    // bufferedAmount, so the outbound queue's bound still holds while they wait.
   }
 }

@@ -1,8 +1,11 @@
 import type { Channel, Config } from '../config.js'
+import type { Cluster } from '../cluster/cluster.js'
 import type { Hub } from '../feed/hub.js'
+import type { Sessions } from '../socket/sessions.js'
 import { WebhookInbox } from '../webhook/inbox.js'
 import type { Webhooks } from './feeds.js'
 import type { Metrics } from './metrics.js'
+import { buildOfflineHook } from './offline-hook.js'
 import { rootPlugin } from './root-plugin.js'
 import { webhookRoutes } from './webhook-route.js'
 
@@ -12,6 +15,9 @@ export interface WebhookReceiverOptions {
   webhooks: Webhooks
   hub: Hub
   metrics: Metrics | undefined
+  /** For the offline hook: whether a client has a socket here, and the Redis side that says whether it has one anywhere. */
+  sessions: Sessions
+  cluster: Cluster | undefined
 }
 
 /**
@@ -53,6 +59,7 @@ export const webhookReceiver = rootPlugin('webhook-receiver', async (app, o: Web
     for (const m of entries) if (m.questionId !== undefined) webhooks.echoes.webhookDelivered(channel, clientId, m.questionId)
     hub.deliverWebhook(channel, clientId, entries)
   })
+  const offline = buildOfflineHook(app, { config, sessions: o.sessions, cluster: o.cluster, metrics })
   const inbox = new WebhookInbox({
     ...webhooks,
     tokens: new Map(o.channels.map((c) => [c.name, c.token])),
@@ -62,7 +69,8 @@ export const webhookReceiver = rootPlugin('webhook-receiver', async (app, o: Web
       : (channel, accepted, duplicates) => {
           metrics.webhookObjects.inc({ channel, result: 'accepted' }, accepted)
           metrics.webhookObjects.inc({ channel, result: 'duplicate' }, duplicates)
-        }
+        },
+    onNewMail: offline === undefined ? undefined : (channel, clientId, mail) => { offline.offer(channel, clientId, mail) }
   })
   app.bridge.inbox = inbox
   for (const warning of webhookWarnings(o.channels, config.WEBHOOK_SECRET)) app.log.warn(warning)

@@ -10,6 +10,12 @@ export function deriveKey (secret: Buffer, purpose: 'ticket' | 'cursor'): Buffer
 export interface Identity {
   clientId: string
   ticket?: string
+  /**
+   * Epoch ms at which the credential the client now holds expires: the JWT's
+   * `exp`, or that of the ticket just issued. The socket is closed then,
+   * unless a fresh credential comes first.
+   */
+  expiresAt: number
   /** A client made just now (an anonymous visitor's first hello): new clients are paced per source address. */
   fresh?: true
 }
@@ -55,18 +61,23 @@ export class TicketAuth implements Authenticator {
   }
 
   issue (clientId: string): string {
-    const payload = Buffer.from(JSON.stringify({ c: clientId, e: Math.floor(this.now() / 1000) + this.ttlS })).toString('base64url')
-    return `t1.${payload}.${this.mac(payload)}`
+    return this.sign(clientId).ticket
   }
 
   async authenticate (auth: string | undefined): Promise<Identity> {
     if (auth === undefined) {
       const clientId = randomUUID()
-      return { clientId, ticket: this.issue(clientId), fresh: true }
+      return { clientId, ...this.sign(clientId), fresh: true }
     }
     const clientId = this.verify(auth)
     // A ticket near the end of its life is renewed, so an active visitor keeps their identity.
-    return { clientId, ticket: this.issue(clientId) }
+    return { clientId, ...this.sign(clientId) }
+  }
+
+  private sign (clientId: string): { ticket: string, expiresAt: number } {
+    const e = Math.floor(this.now() / 1000) + this.ttlS
+    const payload = Buffer.from(JSON.stringify({ c: clientId, e })).toString('base64url')
+    return { ticket: `t1.${payload}.${this.mac(payload)}`, expiresAt: e * 1000 }
   }
 
   private verify (ticket: string): string {
@@ -144,7 +155,8 @@ export class JwtAuth implements Authenticator {
     const problem = this.lifetimeProblem(payload, Math.floor(nowMs / 1000))
     if (problem !== undefined) throw new AuthError(problem)
     if (!usableClientId(payload.sub)) throw new AuthError('JWT sub is not a usable clientId')
-    return { clientId: payload.sub }
+    // exp is a required claim, a number by jose's check.
+    return { clientId: payload.sub, expiresAt: (payload.exp as number) * 1000 }
   }
 
   /**

@@ -11,12 +11,14 @@ export const ErrorCode = {
   UPSTREAM_UNAVAILABLE: 'UPSTREAM_UNAVAILABLE',
   UPSTREAM_REJECTED: 'UPSTREAM_REJECTED',
   UPSTREAM_BAD_RESPONSE: 'UPSTREAM_BAD_RESPONSE',
-  SHUTTING_DOWN: 'SHUTTING_DOWN'
+  SHUTTING_DOWN: 'SHUTTING_DOWN',
+  /** The credential of an `auth` frame does not verify, has expired, or names another client than the socket's. */
+  BAD_CREDENTIAL: 'BAD_CREDENTIAL'
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
 
 /** The close codes and the reasons sent with them are defined by the client SDK, next to what a client does after each. */
-export { CloseCode, closeReason } from '../client/close-codes.js'
+export { CloseCode, closeReason } from '@chatapi-bridge/client'
 
 /** An error with a protocol error code, raised by the upstream client and by request handling. */
 export class BridgeError extends Error {

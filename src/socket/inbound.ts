@@ -37,6 +37,12 @@ export function requestProblem (frame: RequestFrame): string | undefined {
   return pathFieldProblem(frame)
 }
 
+/** What is wrong with an `auth` frame's fields, or undefined when its credential may be checked. */
+export function authProblem (frame: object): string | undefined {
+  const problem = checkFrame('auth', frame)
+  return problem === null ? undefined : `auth: ${problem}`
+}
+
 /**
  * The request fields that become an upstream path segment (see callFor):
  * `.` or `..` there would take the call to another path behind a normalising proxy.

@@ -2,7 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 
 /** The WebSocket subprotocol of protocol v1. */
-export { SUBPROTOCOL } from '../client/frames.js'
+export { SUBPROTOCOL } from '@chatapi-bridge/client'
 
 /** Deepest JSON nesting accepted in a client frame (the upstream gets what we forward). */
 export const MAX_JSON_DEPTH = 32
@@ -12,15 +12,24 @@ const QuestionId = Type.String({ minLength: 1, maxLength: 128 })
 const Status = Type.String({ minLength: 1, maxLength: 32 })
 const Cid = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:~-]+$' })
 const EpochMs = Type.Integer({ minimum: 0 })
+const Credential = Type.String({ minLength: 1, maxLength: 8192 })
 
 export const HelloFrame = Type.Object({
   type: Type.Literal('hello'),
-  auth: Type.Optional(Type.String({ minLength: 1, maxLength: 8192 })),
+  auth: Type.Optional(Credential),
   cid: Type.Optional(Cid),
   resume: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   all: Type.Optional(Type.Boolean())
 })
 export type HelloFrame = Static<typeof HelloFrame>
+
+/**
+ * A fresh credential for the open socket, sent before the one of its hello
+ * expires. Answered by a `result` like a request, but handled by the
+ * session: it never goes upstream, and its result is not cached by id.
+ */
+export const AuthFrame = Type.Object({ type: Type.Literal('auth'), id: Id, auth: Credential })
+export type AuthFrame = Static<typeof AuthFrame>
 
 const Message = {
   query: Type.Optional(Type.String({ minLength: 1, maxLength: 50_000 })),
@@ -57,6 +66,7 @@ export type RequestOf<K extends RequestType> = Static<(typeof RequestFrames)[K]>
 
 const compiled = new Map<string, TypeCheck<TSchema>>()
 compiled.set('hello', TypeCompiler.Compile(HelloFrame))
+compiled.set('auth', TypeCompiler.Compile(AuthFrame))
 for (const [type, schema] of Object.entries(RequestFrames)) compiled.set(type, TypeCompiler.Compile(schema))
 
 export function isRequestType (type: string): type is RequestType {
@@ -95,4 +105,4 @@ export function jsonDepth (value: unknown, limit: number): number {
  * Frames the server sends: the client SDK's definitions are the one source,
  * so that what the bridge sends and what its client reads cannot drift apart.
  */
-export type { ErrorFrame, EventFrame, HeartbeatFrame, ResultError, ResultFrame, ServerFrame, UpstreamElement, WelcomeFrame } from '../client/frames.js'
+export type { AuthResult, ErrorFrame, EventFrame, HeartbeatFrame, ResultError, ResultFrame, ServerFrame, UpstreamElement, WelcomeFrame } from '@chatapi-bridge/client'

@@ -5,8 +5,10 @@ import { AuthError, type Authenticator } from './auth.js'
 import { CloseCode, ErrorCode } from './errors.js'
 import { ChannelRefusedError, FeedLimitError, type FeedKey, type Hub, type Subscriber } from '../feed/hub.js'
 import type { CursorCodec, StreamPosition } from '../feed/cursor.js'
-import { checkFrame, isRequestType, type HelloFrame, type RequestFrame, type WelcomeFrame } from './protocol.js'
-import { idOf, readFrame, requestProblem, unknownType } from './inbound.js'
+import { checkFrame, isRequestType, type AuthFrame, type HelloFrame, type RequestFrame, type WelcomeFrame } from './protocol.js'
+import { authProblem, idOf, readFrame, requestProblem, unknownType } from './inbound.js'
+import { refreshCredential } from './credential-refresh.js'
+import type { Expiring } from './expiry-schedule.js'
 import type { Requests } from './requests.js'
 import { TokenBucket } from '../lib/token-bucket.js'
 import { SocketOutput, type OutputDeps } from './socket-output.js'
@@ -24,6 +26,8 @@ export interface SessionRegistry {
   releaseAddress: (address: string) => void
   /** Takes one of the address's new clients; false when it made as many as it may for now. */
   admitClient: (address: string) => boolean
+  /** Closes the socket with 4401 at `atMs` (epoch ms), in place of any earlier expiry; undone by `delete`. */
+  expireAt: (s: Session, atMs: number) => void
 }
 
 export interface SessionDeps extends OutputDeps {
@@ -42,7 +46,6 @@ export interface SessionDeps extends OutputDeps {
   metrics?: Metrics | undefined
 }
 
-
 /** Bad frames in a row after which the socket is closed: one mistake is answered, a stream of them is abuse. */
 const MAX_BAD_FRAMES = 10
 
@@ -54,7 +57,7 @@ const CLOSE_LABELS = new Set<number>([...Object.values(CloseCode), 1005, 1006])
 const closeLabel = (code: number): string => CLOSE_LABELS.has(code) ? String(code) : 'other'
 
 /** One WebSocket: hello and auth, its subscription to the hub, its requests, its heartbeat. */
-export class Session extends SocketOutput<SessionDeps> implements Subscriber {
+export class Session extends SocketOutput<SessionDeps> implements Subscriber, Expiring {
   readonly channel: string
   /** Where the socket comes from (the client's address, through a trusted proxy's header where set). */
   private address: string
@@ -68,6 +71,8 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber {
   private limitedInRow = 0
   /** The part of the heartbeat period this socket is pinged in (kept by Sessions). */
   heartbeatSlice: Set<Session> | undefined
+  /** When its credential expires, in epoch ms, 0 before the hello's is known (kept by the registry's schedule). */
+  expiresAt = 0
 
   constructor (ws: WebSocket, channel: string, address: string, deps: SessionDeps) {
     super(ws, deps)
@@ -112,8 +117,6 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber {
     return this.logger
   }
 
-
-
   upstreamRejected (): void {
     this.close(CloseCode.UPSTREAM_REJECTED_CHANNEL)
   }
@@ -123,10 +126,15 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber {
     this.close(CloseCode.TOO_SLOW)
   }
 
+  /** No fresh credential came before the last one expired: the socket is no longer anybody's. */
+  credentialExpired (): void {
+    this.log.info('credential expired')
+    this.close(CloseCode.UNAUTHORIZED)
+  }
+
   protected onDrained (): void {
     if (this.key !== undefined) this.d.hub.drained(this.key, this)
   }
-
 
   protected onClosed (): void {
     if (this.state === 'closed') return
@@ -158,6 +166,7 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber {
     if (type === 'pong') { this.onPong(); return }
     if (type === 'ping') { this.onPing(); return }
     if (type === 'hello') { this.onHello(frame); return }
+    if (type === 'auth') { this.onAuth(frame); return }
     if (!isRequestType(type)) {
       this.badFrame(unknownType(type), idOf(frame))
       return
@@ -179,22 +188,7 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber {
   }
 
   private onRequest (frame: RequestFrame): void {
-    const id = idOf(frame)
-    if (this.state !== 'open') {
-      this.badFrame('send hello and wait for welcome first', id, ErrorCode.NOT_READY)
-      return
-    }
-    const problem = requestProblem(frame)
-    if (problem !== undefined) {
-      this.badFrame(problem, id)
-      return
-    }
-    this.badFrames = 0
-    if (!this.admit()) {
-      this.limited(frame.id)
-      return
-    }
-    this.limitedInRow = 0
+    if (!this.admitRequest(frame, () => requestProblem(frame))) return
     const key = this.key as FeedKey
     this.d.requests.handle({ channel: this.channel, clientId: key.clientId, cid: key.cid, gone: () => this.closed }, frame).then(
       (result) => {
@@ -203,6 +197,51 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber {
       },
       (err: unknown) => { this.log.error({ err }, 'request handling failed') }
     )
+  }
+
+  /** A fresh credential: the socket lives on to its expiry, for the same client only. */
+  private onAuth (frame: object): void {
+    if (!this.admitRequest(frame, () => authProblem(frame))) return
+    const { id, auth } = frame as AuthFrame
+    refreshCredential(this.d.auth, (this.key as FeedKey).clientId, auth).then(
+      (refresh) => {
+        if (this.closed) return
+        this.d.metrics?.requests.inc({ type: 'auth', result: refresh.ok ? 'ok' : 'error' })
+        if (!refresh.ok) {
+          this.log.info({ reason: refresh.message }, 'fresh credential refused')
+          this.sendResultError(id, refresh.code, refresh.message)
+          return
+        }
+        this.d.registry.expireAt(this, refresh.result.expiresAt)
+        this.send(JSON.stringify({ type: 'result', id, ok: true, result: refresh.result }))
+      },
+      (err: unknown) => { this.log.error({ err }, 'credential refresh failed') }
+    )
+  }
+
+  /**
+   * What every request passes before it is handled: the welcome was sent,
+   * its fields are right (`problem` is asked only then), and it is within
+   * the rate limit. A refused one is answered here.
+   */
+  private admitRequest (frame: object, problem: () => string | undefined): boolean {
+    const id = idOf(frame)
+    if (this.state !== 'open') {
+      this.badFrame('send hello and wait for welcome first', id, ErrorCode.NOT_READY)
+      return false
+    }
+    const wrong = problem()
+    if (wrong !== undefined) {
+      this.badFrame(wrong, id)
+      return false
+    }
+    this.badFrames = 0
+    if (!this.admit()) {
+      this.limited(id)
+      return false
+    }
+    this.limitedInRow = 0
+    return true
   }
 
   private onHello (frame: object): void {
@@ -235,6 +274,8 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber {
   private async welcome (hello: HelloFrame): Promise<void> {
     const identity = await this.d.auth.authenticate(hello.auth)
     if (this.closed) return
+    // From now on, even while the welcome is prepared: a socket never outlives its credential.
+    this.d.registry.expireAt(this, identity.expiresAt)
     const cid = hello.cid ?? randomBytes(9).toString('base64url')
     const key: FeedKey = { channel: this.channel, clientId: identity.clientId, cid, all: hello.all ?? true }
     let resume: StreamPosition | undefined
@@ -282,7 +323,8 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber {
       cid,
       resumed: sub.resumed,
       heartbeatMs: this.d.heartbeatMs,
-      channel: this.channel
+      channel: this.channel,
+      expiresAt: identity.expiresAt
     }
     if (identity.ticket !== undefined) welcome.ticket = identity.ticket
     if (sub.position !== undefined) welcome.cursor = this.d.cursors.encode(key, sub.position)

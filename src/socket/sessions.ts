@@ -3,6 +3,7 @@ import type { Session, SessionRegistry } from './session.js'
 import { clientKey } from '../lib/client-key.js'
 import { Counts } from '../lib/counts.js'
 import { AddressLimits, type AddressLimitOptions } from './address-limits.js'
+import { ExpirySchedule } from './expiry-schedule.js'
 
 /** Most slices a heartbeat period is cut into, and the shortest tick. */
 const MAX_SLICES = 25
@@ -19,12 +20,29 @@ export class Sessions extends Set<Session> implements SessionRegistry {
   private readonly perClient = new Counts()
   private readonly addresses: AddressLimits
   private readonly slices: Array<Set<Session>>
+  /** When each socket's credential expires: one schedule for the process, as the heartbeat is one timer. */
+  private readonly expiries = new ExpirySchedule<Session>((s) => { s.credentialExpired() })
   private nextSlice = 0
   private tick = 0
 
+  /**
+   * Told when a client's first socket here is counted and when its last is
+   * released: what the offline hook's presence in a cluster follows, at a
+   * Redis command per change rather than per socket or per tick.
+   */
+  onPresence: ((channel: string, clientId: string, present: boolean) => void) | undefined
+
   /** Counts a socket for its client; false when the client already has `max` here. */
   claim (channel: string, clientId: string, max: number): boolean {
-    return this.perClient.claim(clientKey(channel, clientId), max)
+    const key = clientKey(channel, clientId)
+    if (!this.perClient.claim(key, max)) return false
+    if (this.perClient.get(key) === 1) this.onPresence?.(channel, clientId, true)
+    return true
+  }
+
+  /** Whether the client has a socket here that said hello. */
+  hasClient (channel: string, clientId: string): boolean {
+    return this.perClient.get(clientKey(channel, clientId)) > 0
   }
 
   claimAddress (address: string): boolean { return this.addresses.claim(address) }
@@ -32,8 +50,12 @@ export class Sessions extends Set<Session> implements SessionRegistry {
   admitClient (address: string): boolean { return this.addresses.admitClient(address) }
 
   release (channel: string, clientId: string): void {
-    this.perClient.release(clientKey(channel, clientId))
+    const key = clientKey(channel, clientId)
+    this.perClient.release(key)
+    if (this.perClient.get(key) === 0) this.onPresence?.(channel, clientId, false)
   }
+
+  expireAt (s: Session, atMs: number): void { this.expiries.set(s, atMs) }
 
   constructor (heartbeatMs: number, limits: AddressLimitOptions = { maxSockets: Infinity, newClientsPerS: Infinity, newClientsBurst: Infinity }) {
     super()
@@ -60,6 +82,7 @@ export class Sessions extends Set<Session> implements SessionRegistry {
   override delete (s: Session): boolean {
     s.heartbeatSlice?.delete(s)
     s.heartbeatSlice = undefined
+    this.expiries.delete(s)
     return super.delete(s)
   }
 
@@ -91,6 +114,7 @@ export class Sessions extends Set<Session> implements SessionRegistry {
   /** Closes every socket with 1012 and waits, at most `graceMs`, for the close handshakes; stragglers are cut. */
   async closeAll (graceMs: number): Promise<void> {
     clearInterval(this.timer)
+    this.expiries.stop()
     const closing = [...this].map(async (s) => await s.closeAndWait(CloseCode.RESTART, graceMs))
     await Promise.all(closing)
   }

@@ -15,6 +15,8 @@ export interface InboxOptions {
   ratePerS: number
   now?: () => number
   onObjects?: (channel: string, accepted: number, duplicates: number) => void
+  /** The objects of one client that were new, once kept: the offline hook's input. */
+  onNewMail?: (channel: string, clientId: string, mail: NewMail[]) => void
 }
 
 /** Most objects accepted in one delivery. */
@@ -80,7 +82,11 @@ export class WebhookInbox {
     }
     let accepted = 0
     try {
-      for (const [clientId, mail] of byClient) accepted += await this.o.mailbox.add(channel, clientId, mail)
+      for (const [clientId, mail] of byClient) {
+        const kept = await this.o.mailbox.add(channel, clientId, mail)
+        accepted += kept.length
+        if (kept.length > 0) this.o.onNewMail?.(channel, clientId, kept)
+      }
     } catch {
       // The store could not keep them (Redis down): the platform retries a failed delivery.
       return fail(503, 'store.unavailable', 'the delivery could not be kept; try again')

@@ -24,9 +24,9 @@ export interface MailStore {
   /**
    * Keeps new objects of one client, skipping those kept before (a retried
    * delivery), and has them delivered to the client's sockets. Resolves with
-   * how many were new once they are safely kept.
+   * those that were new once they are safely kept.
    */
-  add: (channel: string, clientId: string, mail: NewMail[]) => Promise<number>
+  add: (channel: string, clientId: string, mail: NewMail[]) => Promise<NewMail[]>
   /** The entries after `pos`, or null when some entry after `pos` may have been dropped. */
   after: (channel: string, clientId: string, pos: number) => Promise<MailboxEntry[] | null>
   onMail: (listener: MailListener) => void
@@ -67,7 +67,7 @@ export class Mailbox implements MailStore {
 
   onMail (listener: MailListener): void { this.listener = listener }
 
-  async add (channel: string, clientId: string, mail: NewMail[]): Promise<number> {
+  async add (channel: string, clientId: string, mail: NewMail[]): Promise<NewMail[]> {
     const kept: MailboxEntry[] = []
     for (const m of mail) {
       if (this.has(channel, clientId, m.hash) || kept.some((k) => k.hash === m.hash)) continue
@@ -76,7 +76,7 @@ export class Mailbox implements MailStore {
       kept.push(entry)
     }
     if (kept.length > 0) this.listener?.(channel, clientId, kept)
-    return kept.length
+    return kept
   }
 
   private nextPos (): number {

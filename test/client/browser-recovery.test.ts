@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { Page } from 'playwright-core'
 import { TOKEN } from '../fixtures/bridge.js'
-import { browserSkip, cutSockets, keys, launchBrowser, newChatPage, say, startDemo } from '../fixtures/browser.js'
+import { browserSkip, cutSockets, keys, launchBrowser, newChatPage, pageErrors, say, startDemo } from '../fixtures/browser.js'
 
 const skip = browserSkip()
 
@@ -78,12 +78,18 @@ t.test('a reload and a new tab show the conversation from the history', { skip }
   t.same(errors, [])
 })
 
-t.test('a refused ticket: the page says so, and "Try again" starts over as a new visitor', { skip }, async (t) => {
+t.test('a refused ticket: the page starts over as a new visitor by itself, never offline', { skip }, async (t) => {
   const h = await startDemo(t)
   const browser = await launchBrowser(t)
   const context = await browser.newContext()
   await context.addInitScript(() => {
-    // A ticket this bridge never signed, as after a change of TICKET_SECRET.
+    // A ticket this bridge never signed, as after a change of TICKET_SECRET; and a record of every state shown.
+    const states: string[] = []
+    ;(window as unknown as { states: string[] }).states = states
+    new MutationObserver(() => {
+      const state = document.querySelector<HTMLElement>('#status')?.dataset.state
+      if (state !== undefined && states.at(-1) !== state) states.push(state)
+    }).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-state'] })
     for (let i = 0; i < localStorage.length; i++) {
       const key = localStorage.key(i)
       if (key?.endsWith(':ticket') === true) return
@@ -91,12 +97,16 @@ t.test('a refused ticket: the page says so, and "Try again" starts over as a new
     localStorage.setItem(`chatapi-bridge:ws://${location.host}/v1/ws#:ticket`, 't1.forged.ticket')
   })
   const page = await context.newPage()
+  const errors = pageErrors(page)
   await page.goto(`${h.httpUrl}/`)
-  await page.waitForSelector('#status[data-state="closed"]')
-  t.match(await page.textContent('#status-text'), /Offline: credential/)
-  await page.click('#retry')
   await page.waitForSelector('#status[data-state="open"]')
   t.match(await page.textContent('#client-id'), /^[0-9a-f-]{36}$/)
+  t.notOk((await page.evaluate(() => (window as unknown as { states: string[] }).states)).includes('closed'), 'never offline')
+  t.ok(await page.isHidden('#retry'))
+  const tickets = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.endsWith(':ticket')).map((k) => localStorage.getItem(k)))
+  t.equal(tickets.length, 1)
+  t.not(tickets[0], 't1.forged.ticket', 'the new visitor\'s ticket replaced the refused one')
+  t.same(errors, [])
 })
 
 t.test('with the webhook wired up: the bot speaking up after a timeout, a campaign, and an agent reply shown once', { skip }, async (t) => {

@@ -2,8 +2,9 @@ import t, { type Test } from 'tap'
 import { once } from 'node:events'
 import WebSocket, { WebSocketServer } from 'ws'
 import { until } from '../fixtures/bridge.js'
-import { BridgeClient, MemoryStorage, type BridgeClientOptions, type Clock } from '../../src/client/index.js'
+import { BridgeClient, MemoryStorage, type BridgeClientOptions } from '../../packages/client/src/index.js'
 import { next } from '../fixtures/sdk-events.js'
+import { FakeClock } from '../fixtures/fake-clock.js'
 
 /**
  * The real bridge always pings, answers every request and closes only for
@@ -73,36 +74,6 @@ async function fakeBridge (t: Test): Promise<{ url: string, peer: () => Promise<
       return await new Promise((resolve) => { waiting.push(resolve) })
     },
     count: () => peers.length
-  }
-}
-
-/** The client's time, moved on only by `advance`: its timers run without the test waiting for them. Sockets stay real. */
-class FakeClock implements Clock {
-  private time = 0
-  private lastId = 0
-  private readonly timers = new Map<number, { at: number, fn: () => void }>()
-
-  now (): number { return this.time }
-
-  setTimeout (fn: () => void, ms: number): number {
-    this.timers.set(++this.lastId, { at: this.time + Math.max(0, ms), fn })
-    return this.lastId
-  }
-
-  clearTimeout (handle: unknown): void { this.timers.delete(handle as number) }
-
-  /** Moves time on by `ms`, running the timers that fall due on the way, earliest first. */
-  advance (ms: number): void {
-    const end = this.time + ms
-    for (;;) {
-      let due: [number, { at: number, fn: () => void }] | undefined
-      for (const entry of this.timers) if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry
-      if (due === undefined) break
-      this.timers.delete(due[0])
-      this.time = due[1].at
-      due[1].fn()
-    }
-    this.time = end
   }
 }
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import WebSocket from 'ws'
-import { BridgeClient, MemoryStorage, type ChatMessage } from '../../src/client/index.js'
+import { BridgeClient, MemoryStorage, type ChatMessage } from '../../packages/client/src/index.js'
 import type { ProfileName } from '../../src/emulator/index.js'
 import { startBridge, TOKEN } from '../fixtures/bridge.js'
 

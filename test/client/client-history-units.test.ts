@@ -1,5 +1,5 @@
 import t from 'tap'
-import { historyMessages, parseTimestamp, type ChatMessage } from '../../src/client/index.js'
+import { historyMessages, parseTimestamp, type ChatMessage } from '../../packages/client/src/index.js'
 
 const HINT = 'Try: buttons, link, image, agent, timeout (or "timeout 1" for a one-second wait).'
 const at = (iso: string): number => Date.parse(iso)

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
-import { BridgeClient, MemoryStorage, parseTimestamp, type BridgeClientOptions, type ChatMessage } from '../../src/client/index.js'
+import { BridgeClient, MemoryStorage, parseTimestamp, type BridgeClientOptions, type ChatMessage } from '../../packages/client/src/index.js'
 import { startBridge, TOKEN, until } from '../fixtures/bridge.js'
 import { browserSkip, ensureSdkBuild, keys, launchBrowser, pageErrors } from '../fixtures/browser.js'
 

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { SignJWT } from 'jose'
-import { BridgeClient, MemoryStorage, type BridgeClientOptions, type BridgeEvent, type WebSocketConstructor } from '../../src/client/index.js'
+import { BridgeClient, MemoryStorage, type BridgeClientOptions, type BridgeEvent, type WebSocketConstructor } from '../../packages/client/src/index.js'
 import { startBridge, startBridgeOn, TOKEN, until, type Harness } from '../fixtures/bridge.js'
 import { pollsHeldAtLeast } from '../fixtures/waits.js'
 import { next } from '../fixtures/sdk-events.js'
@@ -166,23 +166,51 @@ t.test('a refused credential closes the client for good: no reconnect', async (t
   t.equal(upgrades, 2, 'the refused client did not come back')
 })
 
-t.test('a stored ticket the bridge refuses is dropped; connect() again makes a new visitor', async (t) => {
+t.test('a stored ticket the bridge refuses is dropped, and the client starts over as a new visitor at once', async (t) => {
   const h = await startBridge(t)
   let url = h.wsUrl
   const storage = new MemoryStorage()
   // One namespace for both bridges, as a site behind one address would have.
-  const first = makeClient(t, { url: () => url, storage, storageKey: 'site' })
+  const first = makeClient(t, { url: () => url, storage, storageKey: 'site', cid: 'tab' })
   const { clientId } = await first.connect()
+  await sendAndAwaitAnswer(first, 'before the restart')
   first.close()
 
   await h.app.close()
   const h2 = await startBridgeOn(t, h.emulator, { TICKET_SECRET: 'another-secret-0123456789abcdef' })
   url = h2.wsUrl
-  const client = makeClient(t, { url: () => url, storage, storageKey: 'site' })
-  await t.rejects(client.connect(), { code: 'CLOSED', closeCode: 4401 })
+  const client = makeClient(t, { url: () => url, storage, storageKey: 'site', cid: 'tab' })
+  const states: Array<{ state: string, code?: number, reason?: string }> = []
+  client.on('state', (s) => { states.push(s) })
   const welcome = await client.connect()
   t.not(welcome.clientId, clientId, 'a new visitor')
+  t.equal(welcome.resumed, false, 'no cursor of the old client offered')
+  t.equal(welcome.gap, undefined)
   t.equal(client.state, 'open')
+  t.match(states.find((s) => s.state === 'reconnecting'), { code: 4401, reason: /starting as a new visitor/ })
+  t.notOk(states.some((s) => s.state === 'closed'), 'never closed')
+
+  // The new ticket is kept: the next client in the same storage is the new visitor.
+  client.close()
+  const again = makeClient(t, { url: () => url, storage, storageKey: 'site', cid: 'tab' })
+  t.equal((await again.connect()).clientId, welcome.clientId)
+})
+
+t.test('a fresh hello refused too closes the client: the ticket is dropped only once', async (t) => {
+  const h = await startBridge(t)
+  const storage = new MemoryStorage()
+  const first = makeClient(t, { url: h.wsUrl, storage, storageKey: 'site' })
+  await first.connect()
+  first.close()
+  await h.app.close()
+  // A bridge that refuses every hello: JWT mode, and the client has only a ticket.
+  const h2 = await startBridgeOn(t, h.emulator, { AUTH_MODE: 'jwt', JWT_SECRET: 'jwt-secret-0123456789abcdefghij' })
+  let upgrades = 0
+  h2.app.server.on('upgrade', () => { upgrades++ })
+  const client = makeClient(t, { url: h2.wsUrl, storage, storageKey: 'site', random: () => 0 })
+  await t.rejects(client.connect(), { code: 'CLOSED', closeCode: 4401 })
+  t.equal(upgrades, 2, 'the stored ticket, then one fresh hello')
+  t.equal(client.state, 'closed')
 })
 
 t.test('in JWT mode the auth function gives a fresh token before every connect', async (t) => {

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
-import { BridgeClient, BridgeRequestError, MemoryStorage, type BridgeClientOptions, type BridgeEvent, type StateChange } from '../../src/client/index.js'
+import { BridgeClient, BridgeRequestError, MemoryStorage, type BridgeClientOptions, type BridgeEvent, type StateChange } from '../../packages/client/src/index.js'
 import { startBridge, TOKEN, type Harness } from '../fixtures/bridge.js'
 import { pollsHeld } from '../fixtures/waits.js'
 

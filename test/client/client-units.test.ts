@@ -3,12 +3,14 @@ import type { WelcomeFrame as ServerWelcome, EventFrame as ServerEvent, ResultFr
 import { SUBPROTOCOL as SERVER_SUBPROTOCOL } from '../../src/socket/protocol.js'
 import { CloseCode as ServerCloseCode, closeReason as serverCloseReason } from '../../src/socket/errors.js'
 import {
-  backoffDelay, slowDownDelay, closeAction, closeMeaning, closeReason, CloseCode, CLOSE_CODES, MemoryStorage, SUBPROTOCOL,
+  backoffDelay, slowDownDelay, closeAction, closeMeaning, CLOSE_CODES, MemoryStorage, SUBPROTOCOL,
   type KeyValueStorage, type WelcomeFrame, type EventFrame, type ResultFrame, type ErrorFrame
-} from '../../src/client/index.js'
-import { Emitter } from '../../src/client/emitter.js'
-import { EventStream } from '../../src/client/event-stream.js'
-import { ClientStore, defaultStorage } from '../../src/client/storage.js'
+} from '../../packages/client/src/index.js'
+// By the package's name, as the server imports it: the server's table must be this very object, not a copy.
+import { CloseCode, closeReason } from '@chatapi-bridge/client'
+import { Emitter } from '../../packages/client/src/emitter.js'
+import { EventStream } from '../../packages/client/src/event-stream.js'
+import { ClientStore, defaultStorage } from '../../packages/client/src/storage.js'
 
 t.test('backoff: full jitter below min(max, base * 2^n)', async (t) => {
   const b = { baseMs: 100, maxMs: 1000 }

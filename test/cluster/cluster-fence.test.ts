@@ -1,10 +1,18 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { FeedStreams } from '../../src/cluster/feed-stream.js'
+import { fenceOf, FeedStreams, instanceOf, type Bid } from '../../src/cluster/feed-stream.js'
 import { feedKeys } from '../../src/cluster/keys.js'
+import { Liveness } from '../../src/cluster/liveness.js'
 import { agentReplies, clusterEnv, connectTab, ownerOf, redisSkip, roundRobin, SHARED_REDIS, startClusterEmulator, startInstances, uniquePrefix, type Instance } from '../fixtures/cluster.js'
 
 const skip = redisSkip()
+
+const ev = (n: number): { ts: number, hash: string, json: string } => ({ ts: 1000 + n, hash: `hash-${String(n).padStart(11, '0')}`, json: `{"n":${n}}` })
+
+function won (bid: Bid): Extract<Bid, { won: true }> {
+  if (!bid.won) throw new Error(`the bid lost to ${bid.holder}`)
+  return bid
+}
 
 t.test('an owner whose lease passed to another cannot append', { skip }, async (t) => {
   const redis = new Redis(SHARED_REDIS)
@@ -12,25 +20,51 @@ t.test('an owner whose lease passed to another cannot append', { skip }, async (
   const prefix = uniquePrefix(t, SHARED_REDIS)
   const streams = new FeedStreams(redis, { leaseMs: 300, maxLen: 100, ttlMs: 10_000 })
   const k = feedKeys(prefix, { channel: 'default', clientId: 'c1', cid: 'tab', all: true })
-  const ev = (n: number): { ts: number, hash: string, json: string } => ({ ts: 1000 + n, hash: `hash-${String(n).padStart(11, '0')}`, json: `{"n":${n}}` })
 
-  const a = await streams.acquire(k, 'instance-a')
-  t.ok(a, 'the first instance takes the lease')
-  t.equal(await streams.acquire(k, 'instance-b'), undefined, 'a second cannot while it is held')
-  t.type(await streams.publish(k, a!.token, undefined, [ev(1)]), 'string', 'the owner appends')
+  const a = won(await streams.acquire(k, 'instance-a'))
+  t.equal(instanceOf(a.token), 'instance-a', 'the first instance takes the lease, and its token names it')
+  t.same(await streams.acquire(k, 'instance-b'), { won: false, holder: a.token }, 'a second cannot while it is held, and learns who holds it')
+  t.type(await streams.publish(k, a.token, undefined, [ev(1)]), 'string', 'the owner appends')
 
-  // A stalls past its lease; B takes over from the last event in the stream.
-  // No event announces a lapse: look every 20 ms.
-  while (await redis.exists(k.lease) === 1) await new Promise((resolve) => setTimeout(resolve, 20))
-  const b = await streams.acquire(k, 'instance-b')
-  t.ok(b, 'another instance takes the lapsed lease')
-  t.match(b!.last, { ts: 1001, hash: ev(1).hash }, 'and learns where the stream ends')
-  t.equal(await streams.publish(k, a!.token, { ts: 1001, hash: ev(1).hash }, [ev(2)]), undefined, 'the stalled owner is fenced out')
-  t.equal(await streams.renew(k, a!.token), 'taken', 'and learns that its lease is gone')
-  t.type(await streams.publish(k, b!.token, { ts: 1001, hash: ev(1).hash }, [ev(2)]), 'string', 'the new owner appends')
+  // A stalls past its alive key (it never set one here): B bids for A's token and takes over from the last event in the stream.
+  const b = won(await streams.acquire(k, 'instance-b', a.token))
+  t.ok(b.replaced, 'another instance takes the lease of the dead one')
+  t.match(b.last, { ts: 1001, hash: ev(1).hash }, 'and learns where the stream ends')
+  t.equal(await streams.publish(k, a.token, { ts: 1001, hash: ev(1).hash }, [ev(2)]), undefined, 'the stalled owner is fenced out')
+  t.equal(await streams.renew(k, a.token), 'taken', 'and learns that its lease is gone')
+  t.same(await streams.acquire(k, 'instance-a', a.token), { won: false, holder: b.token }, 'nor can it take the lease back under its old number')
+  t.type(await streams.publish(k, b.token, { ts: 1001, hash: ev(1).hash }, [ev(2)]), 'string', 'the new owner appends')
   const rows = await redis.xrange(k.stream, '-', '+')
   t.same(rows.map(([, f]) => f[f.indexOf('j') + 1]), ['{"n":1}', '{"n":2}'], 'each event once, in order')
-  t.not(a!.token.split(':')[1], b!.token.split(':')[1], 'each lease has its own fencing number')
+  t.ok(fenceOf(b.token) > fenceOf(a.token), 'each lease has its own, greater, fencing number')
+  t.equal(await streams.renew(k, b.token), 'renewed', 'the owner keeps its keys')
+  t.ok(await redis.pttl(k.lease) > 10_000, 'a lease key outlives REDIS_LEASE_MS by far: its validity is its instance\'s alive key')
+})
+
+t.test('an owner whose alive key lapsed takes its lease again first, and a bid on the old number fails', { skip }, async (t) => {
+  const redis = new Redis(SHARED_REDIS)
+  t.teardown(() => { redis.disconnect() })
+  const prefix = uniquePrefix(t, SHARED_REDIS)
+  const streams = new FeedStreams(redis, { leaseMs: 300, maxLen: 100, ttlMs: 10_000 })
+  const k = feedKeys(prefix, { channel: 'default', clientId: 'c2', cid: 'tab', all: true })
+  const alive = new Liveness(redis, prefix, 'instance-a', 300)
+  const watcher = new Liveness(redis, prefix, 'instance-b', 300)
+
+  t.equal(await alive.renew(), true, 'the first renewal sets the alive key, and says it was not there')
+  t.equal(await alive.renew(), false, 'the next ones find it')
+  const a = won(await streams.acquire(k, 'instance-a'))
+  t.same(await watcher.dead(['instance-a', 'instance-c']), new Set(['instance-c']), 'an instance without an alive key counts as dead')
+
+  // A stalls past its lease: B sees it dead, but A comes back and takes its lease again before B's bid lands.
+  while ((await watcher.dead(['instance-a'])).size === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(await alive.renew(), true, 'the renewal after the stall says the key had lapsed')
+  const again = won(await streams.acquire(k, 'instance-a', a.token))
+  t.ok(again.replaced && fenceOf(again.token) > fenceOf(a.token), 'the owner takes its lease again under a new number')
+  t.same(await streams.acquire(k, 'instance-b', a.token), { won: false, holder: again.token }, 'the bid on the old number fails, and names the holder')
+  t.equal(await streams.publish(k, a.token, undefined, [ev(1)]), undefined, 'an append under the old number is fenced out')
+  t.type(await streams.publish(k, again.token, undefined, [ev(1)]), 'string', 'one under the new number goes in')
+  await alive.end()
+  t.same(await watcher.dead(['instance-a']), new Set(['instance-a']), 'an instance that stops removes its key')
 })
 
 t.test('a polling instance frozen past its lease (SIGSTOP): another takes over; after SIGCONT nothing is doubled or lost', { skip }, async (t) => {

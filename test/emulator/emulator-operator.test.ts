@@ -32,9 +32,27 @@ t.test('an agent reply over HTTP reaches a held poll', async t => {
   t.same(await held, { events: [json] })
 })
 
+t.test('an agent reply or an event for a client the channel never saw is refused with 404, saying so', async t => {
+  const em = await start(t)
+  for (const [route, body] of [['agent-reply', { clientId: 'CLIENT-ID', text: 'Hi' }], ['publish', { clientId: 'CLIENT-ID', type: 'custom' }]] as const) {
+    const { status, json } = await post<{ error: string, message: string }>(`${em.origin}/operator/${TOKEN}/${route}`, body)
+    t.equal(status, 404, route)
+    t.equal(json.error, 'client.not.found')
+    t.match(json.message, /no client "CLIENT-ID" has used this channel yet/)
+  }
+  t.equal((await post(`${em.origin}/operator/nope/agent-reply`, { clientId: 'CLIENT-ID', text: 'Hi' })).status, 401, 'an unknown token is still a 401')
+  // Once the client has sent a message, the same call goes through.
+  t.equal((await fetch(`${em.url}/${TOKEN}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ clientId: 'CLIENT-ID', query: 'hi' }) })).status, 200)
+  t.equal((await post(`${em.origin}/operator/${TOKEN}/agent-reply`, { clientId: 'CLIENT-ID', text: 'Hi' })).status, 200)
+})
+
 t.test('publish appends any event type with a timestamp', async t => {
   const em = await start(t)
+  // A custom type reaches a poll with all=true only.
+  const held = fetch(`${em.url}/${TOKEN}/events?clientId=u&all=true`).then(res => res.json())
+  await until(() => em.activePolls(TOKEN, 'u') === 1)
   const { json } = await post(`${em.origin}/operator/${TOKEN}/publish`, { clientId: 'u', type: 'custom', body: { x: 1, timestamp: 'ignored' } })
+  t.same(await held, { events: [json] })
   t.equal(json.type, 'custom')
   t.equal(json.event.x, 1)
   t.match(json.event.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}$/, 'the log\'s own stamp wins')

@@ -5,7 +5,7 @@ import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
 import { CloseCode } from '../../src/socket/errors.js'
 import { startEmulator, type Fault } from '../../src/emulator/index.js'
-import { BridgeClient, MemoryStorage, type WebSocketConstructor, type BridgeEvent } from '../../src/client/index.js'
+import { BridgeClient, MemoryStorage, type WebSocketConstructor, type BridgeEvent } from '../../packages/client/src/index.js'
 import { TOKEN, until } from '../fixtures/bridge.js'
 import { pollsHeld } from '../fixtures/waits.js'
 

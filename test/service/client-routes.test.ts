@@ -7,6 +7,7 @@ t.test('the SDK is served for browsers, and nothing else from disk', async (t) =
   t.equal(sdk.status, 200)
   t.equal(sdk.headers.get('content-type'), 'text/javascript; charset=utf-8')
   t.equal(sdk.headers.get('x-content-type-options'), 'nosniff')
+  t.equal(sdk.headers.get('access-control-allow-origin'), '*', 'a page of another origin may import it as a module')
   const body = await sdk.text()
   t.match(body, /export \{ BridgeClient \} from '\.\/bridge-client\.js'/, 'the ESM build, with relative imports the browser resolves under /sdk/')
   // Every module the entry reaches, as a browser would load them: each is served, none needs Node.

@@ -1,14 +1,11 @@
 import t, { type Test } from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
+import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../../src/config.js'
 import { startEmulator } from '../../src/emulator/index.js'
 import { openClient, welcomedClient } from '../fixtures/ws-client.js'
+import { freePort, run, tempDir, type LogLine, type Proc } from '../fixtures/processes.js'
 
 /**
  * What a person sees when starting the built server (and the standalone
@@ -17,66 +14,7 @@ import { openClient, welcomedClient } from '../fixtures/ws-client.js'
 const serverJs = fileURLToPath(new URL('../../dist/server.js', import.meta.url))
 const emulatorJs = fileURLToPath(new URL('../../dist/emulator/main.js', import.meta.url))
 
-type LogLine = Record<string, unknown> & { msg?: string }
-
-interface Proc {
-  child: ChildProcess
-  lines: LogLine[]
-  stderr: () => string
-  exited: Promise<number | null>
-  /** The first log line that matches, already written or still to come; rejects if the process exits first. */
-  line: (pred: (l: LogLine) => boolean) => Promise<LogLine>
-}
-
-/** A process of `file` with only `env` (and PATH), in `cwd`; killed with the test. */
-function run (t: Test, file: string, env: Record<string, string>, cwd: string): Proc {
-  const child = spawn(process.execPath, [file], { env: { PATH: process.env.PATH, LOG_LEVEL: 'info', ...env }, cwd, stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  const lines: LogLine[] = []
-  let err = ''
-  const waiters = new Set<{ pred: (l: LogLine) => boolean, resolve: (l: LogLine) => void }>()
-  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
-  createInterface({ input: child.stdout }).on('line', (text) => {
-    let rec: LogLine
-    try {
-      rec = JSON.parse(text) as LogLine
-    } catch {
-      rec = { msg: text }
-    }
-    lines.push(rec)
-    for (const w of [...waiters]) if (w.pred(rec)) { waiters.delete(w); w.resolve(rec) }
-  })
-  const exited = new Promise<number | null>((resolve) => { child.once('exit', (code) => { resolve(code) }) })
-  const line = async (pred: (l: LogLine) => boolean): Promise<LogLine> => {
-    const seen = lines.find(pred)
-    if (seen !== undefined) return seen
-    return await Promise.race([
-      new Promise<LogLine>((resolve) => { waiters.add({ pred, resolve }) }),
-      exited.then((code) => { throw new Error(`exited ${String(code)}: ${err}\n${JSON.stringify(lines)}`) })
-    ])
-  }
-  return { child, lines, stderr: () => err, exited, line }
-}
-
 const isReady = (l: LogLine): boolean => l.msg?.startsWith('chatapi-bridge ready') === true
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => { resolve(port) })
-    })
-  })
-}
-
-/** A working directory of its own, as a person's checkout would be; removed with the test. */
-function tempDir (t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'bridge-start-'))
-  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
-  return dir
-}
 
 /** A failed start: non-zero, one line on stderr, no stack trace. */
 async function failsPlainly (t: Test, p: Proc, pattern: RegExp): Promise<string> {

@@ -1,10 +1,10 @@
 import t from 'tap'
-import type { WelcomeFrame } from '../../src/client/index.js'
+import type { WelcomeFrame } from '../../packages/client/src/index.js'
 import { startBridge } from '../fixtures/bridge.js'
 
 /** Every field of the SDK's WelcomeFrame: the compiler insists on each, and on no other. */
 const WELCOME_FIELDS: Record<keyof WelcomeFrame, true> = {
-  type: true, clientId: true, cid: true, ticket: true, resumed: true, gap: true, heartbeatMs: true, channel: true, cursor: true
+  type: true, clientId: true, cid: true, ticket: true, resumed: true, gap: true, heartbeatMs: true, channel: true, cursor: true, expiresAt: true
 }
 
 t.test('the welcome is the SDK\'s WelcomeFrame', async (t) => {

@@ -14,6 +14,8 @@ export class ResumeBook {
   private cursor: string | undefined
   /** Whether the hello of the current socket carried a cursor. */
   private resumeSent = false
+  /** Whether the hello of the current socket carried the stored ticket. */
+  private ticketSent = false
 
   /** `ticketMode`: no credential was given, so the stored ticket is the credential. */
   constructor (store: ClientStore, cid: string | undefined, ticketMode: boolean) {
@@ -29,6 +31,7 @@ export class ResumeBook {
   /** A new socket starts: its hello resumes if there is a cursor now. */
   startSocket (): void {
     this.resumeSent = this.cursor !== undefined
+    this.ticketSent = this.ticketValue !== undefined
   }
 
   /** The hello's fields other than the credential and `all`. */
@@ -45,10 +48,7 @@ export class ResumeBook {
    * `reconnected`: a socket of this client was welcomed before.
    */
   welcome (w: WelcomeFrame, reconnected: boolean): { reason: string } | undefined {
-    if (typeof w.ticket === 'string') {
-      this.ticketValue = w.ticket
-      this.store.ticket = w.ticket
-    }
+    if (typeof w.ticket === 'string') this.renewTicket(w.ticket)
     this.cidValue = w.cid
     // A welcome that did not resume says where this socket's stream starts: resume from there if no event comes.
     if (!w.resumed) this.setCursor(typeof w.cursor === 'string' ? w.cursor : undefined)
@@ -58,16 +58,28 @@ export class ResumeBook {
     return w.gap
   }
 
+  /** A newer ticket, of a welcome or of a refresh on the open socket: the one to present from now on. */
+  renewTicket (ticket: string): void {
+    this.ticketValue = ticket
+    this.store.ticket = ticket
+  }
+
   /** An event was processed: resume after it. */
   passed (cursor: string): void {
     this.setCursor(cursor)
   }
 
-  /** A refused ticket is useless from now on: the next connect starts as a new visitor. */
-  dropTicket (): void {
-    if (this.ticketValue === undefined) return
+  /**
+   * A refused ticket is useless from now on, and so is the cursor of its
+   * client: the next hello starts as a new visitor. Whether the socket that
+   * was refused presented a ticket, that is, whether there was one to drop.
+   */
+  dropTicket (): boolean {
+    if (this.ticketValue === undefined || !this.ticketSent) return false
     this.ticketValue = undefined
     this.store.ticket = undefined
+    this.setCursor(undefined)
+    return true
   }
 
   private setCursor (cursor: string | undefined): void {

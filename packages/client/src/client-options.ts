@@ -1,5 +1,8 @@
 import type { Backoff } from './backoff.js'
 import type { Clock } from './clock.js'
+import type { TokenSource } from './credential.js'
+import type { ClientEnvironment } from './environment.js'
+import type { BackgroundPolicy } from './lifecycle.js'
 import type { WebSocketConstructor } from './socket-like.js'
 import type { KeyValueStorage } from './storage.js'
 
@@ -10,10 +13,20 @@ export interface BridgeClientOptions {
   channel?: string
   /**
    * The credential. Leave it out in ticket mode: the client keeps the newest
-   * ticket of each welcome in `storage`. In JWT mode, give the token, or a
-   * function that returns a fresh one; it is called before every connect.
+   * ticket of each welcome in `storage`, and refreshes it on the open socket
+   * before it expires. In JWT mode, prefer `getToken`; a fixed token here
+   * serves until its `exp`, when the bridge closes the socket (4401) and the
+   * client stops. A function here is the same as `getToken`.
    */
-  auth?: string | (() => string | undefined | Promise<string | undefined>)
+  auth?: string | TokenSource
+  /**
+   * JWT mode: returns a fresh token (or undefined when there is none). It is
+   * called before every connect, before the open socket's token expires (the
+   * new one is sent on that socket, with no reconnect), after the machine
+   * slept past the expiry, and after a 4401, once in a row, to reconnect and
+   * resume with a new token. Give this or `auth`, not both.
+   */
+  getToken?: TokenSource
   /** The connection id; kept across reconnects. The bridge picks one when it is left out. */
   cid?: string
   /** Every event of the client (default) or agent replies only. */
@@ -32,6 +45,22 @@ export interface BridgeClientOptions {
   maxFrameBytes?: number
   /** Reconnect delays: full jitter below min(maxMs, baseMs * 2^n). Default 500 ms and 30 s. */
   backoff?: Partial<Backoff>
+  /**
+   * In the background: `'stay'` (default) keeps the socket; `'close'` closes it
+   * once the app has been hidden for `backgroundGraceMs`, and reconnects and
+   * resumes from the cursor when it comes back (the state stays
+   * `reconnecting`, with no `delayMs`, meanwhile), losing nothing.
+   */
+  background?: BackgroundPolicy
+  /** How long the app may be hidden before `background: 'close'` closes the socket. Default 30 s: a quick switch of apps costs no reconnect. */
+  backgroundGraceMs?: number
+  /**
+   * The network and visibility of the device: `window`'s online/offline and
+   * `document`'s visibilitychange where they exist, nothing elsewhere (Node,
+   * React Native). Give one built on `AppState` and NetInfo in React Native,
+   * or a fake in tests.
+   */
+  environment?: ClientEnvironment
   /** The source of jitter, for tests. */
   random?: () => number
   /** The time and timers of every wait the client makes (connect, heartbeat, backoff, requests); the globals by default. For tests. */

@@ -23,6 +23,19 @@ export interface WelcomeFrame {
   channel: string
   /** When the socket did not resume: the position its stream starts from, a cursor like an event's. */
   cursor?: string
+  /**
+   * Epoch ms at which the socket's credential expires (a JWT's `exp`, or that
+   * of the ticket in this welcome): the bridge closes the socket with 4401
+   * then, unless an `auth` frame brought a fresh one. Absent from bridges
+   * that predate it.
+   */
+  expiresAt?: number
+}
+
+/** The result of an `auth` frame the bridge accepted: the socket's new expiry, and in ticket mode the ticket to keep. */
+export interface AuthResult {
+  expiresAt: number
+  ticket?: string
 }
 
 /** An upstream element as the client hands it out: its `type`, and its `event`, or an empty object where it had none. */

@@ -1,33 +1,25 @@
 import { backoffDelay, DEFAULT_BACKOFF, slowDownDelay, type Backoff } from './backoff.js'
 import { BridgeRequestError, ClientErrorCode } from './client-errors.js'
+import type { ClientEvents } from './client-events.js'
 import type { BridgeClientOptions } from './client-options.js'
 import { systemClock, type Clock } from './clock.js'
 import { CloseCode, closeAction, closeMeaning } from './close-codes.js'
-import { ConnectionStateMachine, type ConnectionState, type StateChange } from './connection-state.js'
+import { ConnectionStateMachine, type ConnectionState } from './connection-state.js'
+import { Credential } from './credential.js'
 import { Emitter } from './emitter.js'
+import { globalEnvironment } from './environment.js'
 import { EventStream } from './event-stream.js'
 import { readError, readEvent, readFrame, readResult, type RawFrame } from './frame-reader.js'
 import { SUBPROTOCOL, type BridgeEvent, type WelcomeFrame } from './frames.js'
+import { Lifecycle } from './lifecycle.js'
 import { PendingRequests } from './pending.js'
 import { ResumeBook } from './resume-book.js'
 import { shut, SOCKET_OPEN, type WebSocketConstructor, type WebSocketLike } from './socket-like.js'
 import { ClientStore, defaultStorage } from './storage.js'
-
-export interface ClientEvents {
-  /** An event the bridge pushed; the cursor moves past it once every listener has run. */
-  event: BridgeEvent
-  state: StateChange
-  welcome: WelcomeFrame
-  /** Continuity was lost (the bridge could not resume): reload what you show from `history()`. */
-  gap: { reason: string }
-  /** Something went wrong that no promise reports: a malformed frame, a listener that threw, a failing `auth` function. */
-  error: Error
-}
+import { Watchdog } from './watchdog.js'
 
 /** The code this client closes a socket with when it gives up on it; browsers allow 1000 and 3000-4999. */
 const GIVE_UP_CODE = 4000
-
-type Auth = BridgeClientOptions['auth']
 
 /**
  * The connection of a client to chatapi-bridge: it connects, says hello,
@@ -38,7 +30,7 @@ type Auth = BridgeClientOptions['auth']
 export class BridgeConnection extends Emitter<ClientEvents> {
   private readonly url: string | (() => string)
   private readonly channel: string | undefined
-  private readonly auth: Auth
+  private readonly credential: Credential
   private readonly all: boolean | undefined
   private readonly WS: WebSocketConstructor
   private readonly connectTimeoutMs: number
@@ -49,6 +41,8 @@ export class BridgeConnection extends Emitter<ClientEvents> {
   private readonly resume: ResumeBook
   private readonly pending: PendingRequests
   private readonly streams = new Set<EventStream<BridgeEvent>>()
+  private readonly watchdog: Watchdog
+  private readonly lifecycle: Lifecycle
 
   private ws: WebSocketLike | undefined
   /** Bumped whenever a socket is abandoned, so that late callbacks of an old attempt do nothing. */
@@ -61,7 +55,6 @@ export class BridgeConnection extends Emitter<ClientEvents> {
   private waiters: Array<{ resolve: (w: WelcomeFrame) => void, reject: (err: Error) => void }> = []
   private reconnectTimer: unknown
   private connectTimer: unknown
-  private watchdog: unknown
 
   constructor (options: BridgeClientOptions) {
     super()
@@ -70,7 +63,6 @@ export class BridgeConnection extends Emitter<ClientEvents> {
     this.WS = WS
     this.url = options.url
     this.channel = options.channel
-    this.auth = options.auth
     this.all = options.all
     this.connectTimeoutMs = options.connectTimeoutMs ?? 15_000
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff }
@@ -82,7 +74,29 @@ export class BridgeConnection extends Emitter<ClientEvents> {
     })
     const namespace = options.storageKey ?? `${typeof options.url === 'function' ? options.url() : options.url}#${options.channel ?? ''}`
     const store = new ClientStore(options.storage ?? defaultStorage(), namespace)
-    this.resume = new ResumeBook(store, options.cid, options.auth === undefined)
+    if (options.auth !== undefined && options.getToken !== undefined) throw new TypeError('give auth or getToken, not both')
+    this.resume = new ResumeBook(store, options.cid, options.auth === undefined && options.getToken === undefined)
+    this.credential = new Credential({
+      auth: typeof options.auth === 'string' ? options.auth : undefined,
+      // A function as `auth` is what `getToken` is: one source of tokens, asked the same way.
+      source: options.getToken ?? (typeof options.auth === 'function' ? options.auth : undefined),
+      resume: this.resume,
+      clock: this.clock,
+      link: {
+        send: (frame) => { this.sendRaw(frame) },
+        report: (err) => { this.report(err) },
+        renew: (reason) => { this.abandon(reason) },
+        refreshed: (expiresAt) => { this.emit('credential', { expiresAt }) }
+      }
+    })
+    this.watchdog = new Watchdog(this.clock, (reason) => { this.abandon(reason) })
+    this.lifecycle = new Lifecycle({
+      environment: options.environment ?? globalEnvironment(),
+      policy: options.background ?? 'stay',
+      graceMs: options.backgroundGraceMs ?? 30_000,
+      clock: this.clock,
+      link: { wake: (r) => { this.wake(r) }, hold: (r) => { this.hold(r) }, park: (r) => { this.park(r) }, probe: () => { this.probe() } }
+    })
   }
 
   get state (): ConnectionState { return this.machine.state }
@@ -104,7 +118,9 @@ export class BridgeConnection extends Emitter<ClientEvents> {
     const welcomed = new Promise<WelcomeFrame>((resolve, reject) => { this.waiters.push({ resolve, reject }) })
     if (this.machine.is('closed')) {
       this.attempt = 0
+      this.credential.restart()
       this.machine.to('connecting')
+      this.lifecycle.start()
       void this.openSocket()
     }
     return await welcomed
@@ -141,11 +157,6 @@ export class BridgeConnection extends Emitter<ClientEvents> {
     return await result
   }
 
-  private async credential (): Promise<string | undefined> {
-    if (typeof this.auth === 'function') return await this.auth()
-    return this.resume.ticket ?? this.auth
-  }
-
   private socketUrl (): string {
     const base = typeof this.url === 'function' ? this.url() : this.url
     if (this.channel === undefined) return base
@@ -159,7 +170,7 @@ export class BridgeConnection extends Emitter<ClientEvents> {
     const gen = ++this.generation
     let auth: string | undefined
     try {
-      auth = await this.credential()
+      auth = await this.credential.forHello()
     } catch (err) {
       if (gen !== this.generation) return
       this.report(err)
@@ -167,6 +178,11 @@ export class BridgeConnection extends Emitter<ClientEvents> {
       return
     }
     if (gen !== this.generation) return
+    if (auth === undefined && this.credential.mustHaveToken) {
+      const reason = 'the credential was refused and no fresh token came'
+      this.stop({ code: CloseCode.UNAUTHORIZED, reason }, new BridgeRequestError(ClientErrorCode.CLOSED, reason, { closeCode: CloseCode.UNAUTHORIZED }))
+      return
+    }
     let ws: WebSocketLike
     try {
       ws = new this.WS(this.socketUrl(), SUBPROTOCOL)
@@ -200,7 +216,7 @@ export class BridgeConnection extends Emitter<ClientEvents> {
       this.report(frame)
       return
     }
-    if (this.machine.is('open')) this.armWatchdog()
+    if (this.machine.is('open')) this.watchdog.fed(this.lastWelcome?.heartbeatMs)
     switch (frame.type) {
       case 'welcome': this.onWelcome(frame as unknown as WelcomeFrame); break
       case 'event': this.onEvent(frame); break
@@ -217,7 +233,8 @@ export class BridgeConnection extends Emitter<ClientEvents> {
     this.attempt = 0
     const gap = this.resume.welcome(w, this.lastWelcome !== undefined)
     this.lastWelcome = w
-    this.armWatchdog()
+    this.watchdog.fed(w.heartbeatMs)
+    this.credential.welcomed(w)
     // Requests in flight on the old socket go first, in their order, then whatever listeners send.
     for (const frame of this.pending.frames()) this.sendRaw(frame)
     this.machine.to('open')
@@ -242,7 +259,7 @@ export class BridgeConnection extends Emitter<ClientEvents> {
   private onResult (frame: RawFrame): void {
     const result = readResult(frame)
     if (result instanceof Error) this.report(result)
-    else this.pending.settle(result)
+    else if (!this.credential.onResult(result)) this.pending.settle(result)
   }
 
   private onErrorFrame (frame: RawFrame): void {
@@ -256,7 +273,19 @@ export class BridgeConnection extends Emitter<ClientEvents> {
     const why = reason !== '' ? reason : this.socketError ?? closeMeaning(code)
     const action = closeAction(code)
     if (action === 'stop') {
-      if (code === CloseCode.UNAUTHORIZED && typeof this.auth !== 'function') this.resume.dropTicket()
+      // With a token function, a fresh token is worth one more hello (the old one expired, say), resuming where it was.
+      // Without, a stored ticket that no longer verifies (a development bridge restarted with a new secret, or it
+      // expired) leaves nothing to come back as: start over as a new visitor rather than stay closed. Either once:
+      // a second refusal in a row is the bridge's final word.
+      const refusal = code === CloseCode.UNAUTHORIZED ? this.credential.afterRefusal() : 'stop'
+      if (refusal === 'fresh-token') {
+        this.retry({ code, reason: `${why}; reconnecting with a fresh token` }, 0)
+        return
+      }
+      if (refusal === 'new-visitor') {
+        this.retry({ code, reason: `${why}; the stored ticket no longer verifies, so starting as a new visitor` }, 0)
+        return
+      }
       this.stop({ code, reason: why }, new BridgeRequestError(ClientErrorCode.CLOSED, `the bridge closed the connection (${code}): ${why}`, { closeCode: code }))
       return
     }
@@ -275,6 +304,10 @@ export class BridgeConnection extends Emitter<ClientEvents> {
   private retry (info: { code?: number, reason: string }, delayMs = backoffDelay(this.attempt, this.backoff, this.random)): void {
     this.attempt++
     this.cancel(this.reconnectTimer)
+    this.reconnectTimer = undefined
+    const held = this.lifecycle.held()
+    // No timer: the lifecycle wakes the client when the network or the foreground is back. No delayMs says so.
+    if (held !== undefined) return this.machine.to('reconnecting', { ...info, reason: `${info.reason}; ${held}` })
     // Armed before the state event, so that a listener that calls close() also cancels it.
     this.reconnectTimer = this.clock.setTimeout(() => {
       this.reconnectTimer = undefined
@@ -283,9 +316,40 @@ export class BridgeConnection extends Emitter<ClientEvents> {
     this.machine.to('reconnecting', { ...info, delayMs })
   }
 
+  /** Waiting to reconnect (not with a socket under way, which is left to end): try now, the backoff started over. */
+  private wake (reason: string): void {
+    if (!this.machine.is('reconnecting') || this.ws !== undefined) return
+    this.attempt = 0
+    this.retry({ reason }, 0)
+  }
+
+  /** Waiting to reconnect: stop the timer; `retry` sees the hold and waits for the wake. */
+  private hold (reason: string): void {
+    if (this.machine.is('reconnecting') && this.ws === undefined) this.retry({ reason })
+  }
+
+  /** Closes the socket (or ends the wait for one) without closing the client, which resumes from its cursor at the wake. */
+  private park (reason: string): void {
+    if (this.machine.is('closed')) return
+    this.generation++
+    const ws = this.ws
+    this.detach()
+    if (ws !== undefined) shut(ws, CloseCode.NORMAL, 'in the background', false)
+    this.retry({ reason })
+  }
+
+  /** A socket the OS calls open may be dead (frozen in the background, left on the old network): ping it, or give up on one already shut. */
+  private probe (): void {
+    if (!this.machine.is('open')) return
+    if (this.ws?.readyState !== SOCKET_OPEN) return this.abandon('the socket was found shut')
+    this.sendRaw('{"type":"ping"}')
+    this.watchdog.probe(this.lastWelcome?.heartbeatMs)
+  }
+
   /** Ends every attempt and timer, fails what waits, and goes to `closed`. */
   private stop (info: { code?: number, reason: string }, err: BridgeRequestError): void {
     this.generation++
+    this.lifecycle.stop()
     this.cancel(this.reconnectTimer)
     this.reconnectTimer = undefined
     const ws = this.ws
@@ -298,18 +362,10 @@ export class BridgeConnection extends Emitter<ClientEvents> {
 
   private detach (): void {
     this.ws = undefined
+    this.credential.detach()
     this.cancel(this.connectTimer)
-    this.cancel(this.watchdog)
     this.connectTimer = undefined
-    this.watchdog = undefined
-  }
-
-  /** The bridge pings every heartbeatMs; two intervals without any frame mean the socket is dead. */
-  private armWatchdog (): void {
-    const heartbeatMs = this.lastWelcome?.heartbeatMs
-    if (typeof heartbeatMs !== 'number' || heartbeatMs <= 0) return
-    this.cancel(this.watchdog)
-    this.watchdog = this.clock.setTimeout(() => { this.abandon('no frame from the bridge for two heartbeats') }, 2 * heartbeatMs)
+    this.watchdog.stop()
   }
 
   /** Clears a timer of the clock, if one is set: a clock need not take an empty handle. */
