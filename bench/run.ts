@@ -11,6 +11,7 @@
  *   npm run bench -- --only=compression      permessage-deflate off (baseline) and on: wire bytes, CPU, memory
  *   npm run bench -- --only=idle-cpu         the bridge's CPU with idle clients, against a bare ws server
  *   npm run bench -- --only=idle-cpu --idle-beat=25000 --profile   at the default heartbeat and hold, with a CPU profile
+ *   npm run bench -- --only=idle-cpu --idle-clients=10000           one size, over h2c only
  */
 import { cpus, totalmem, release, loadavg } from 'node:os'
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
@@ -59,7 +60,9 @@ const settings = {
   compressionRate: 500,
   compressionSeconds: full ? 10 : 4,
   /** Idle clients by how the bridge polls upstream: h2c at the size, HTTP/1.1 (a connection a poll) smaller. */
-  idleSizes: { h2c: full ? [5000, 10_000] : [2000], h1: full ? [5000] : [1000] },
+  idleSizes: args.has('idle-clients')
+    ? { h2c: [Number(args.get('idle-clients'))], h1: [] }
+    : { h2c: full ? [5000, 10_000] : [2000], h1: full ? [5000] : [1000] },
   idleBeatMs,
   /** HEARTBEAT_MS and EMULATOR_HOLD_MS where the bridge runs with its defaults. */
   idleDefaultBeatMs: 25_000,

@@ -39,6 +39,9 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
   await app.register(clientRoutes, { demoPage: opts.demoPage ?? false })
   if (webhooks !== undefined) {
     await app.register(webhookReceiver, { config, channels: opts.channels, webhooks, hub: parts.hub, metrics, sessions: parts.sessions, cluster: parts.cluster })
+  } else if (config.OFFLINE_HOOK_URL !== undefined) {
+    // The hook posts what the webhook brings: with no webhook there is nothing to post, which a silent hook would hide.
+    app.log.warn('OFFLINE_HOOK_URL is set but no webhook is (WEBHOOK_SECRET, or a "webhookSecret" in CHANNELS): the hook posts only webhook events, so it will post nothing')
   }
   const { auth, cursors, hub, requests, sessions } = parts
   await app.register(wsRoutes, { config, auth, cursors, hub, requests, sessions, metrics })

@@ -3,6 +3,9 @@ import { createServer, type IncomingHttpHeaders } from 'node:http'
 import t, { type Test } from 'tap'
 import { startBridge, TOKEN, type Harness } from '../fixtures/bridge.js'
 import type { Frame } from '../fixtures/ws-client.js'
+import { buildApp } from '../../src/app.js'
+import { loadConfig } from '../../src/config.js'
+import { startEmulator } from '../../src/emulator/index.js'
 
 const SECRET = 'webhook-secret-for-tests-0123'
 const HOOK_SECRET = 'offline-hook-secret-0123456789'
@@ -152,7 +155,6 @@ t.test('a 400 from the hook is not retried', async (t) => {
 })
 
 t.test('OFFLINE_HOOK_URL needs OFFLINE_HOOK_SECRET, whose value no error shows', async (t) => {
-  const { loadConfig } = await import('../../src/config.js')
   t.throws(() => loadConfig({ OFFLINE_HOOK_URL: 'https://push.example.com/hook' }), /OFFLINE_HOOK_SECRET/)
   try {
     loadConfig({ OFFLINE_HOOK_URL: 'https://push.example.com/hook', OFFLINE_HOOK_SECRET: 'short-secret' })
@@ -161,4 +163,17 @@ t.test('OFFLINE_HOOK_URL needs OFFLINE_HOOK_SECRET, whose value no error shows',
     t.match((err as Error).message, /OFFLINE_HOOK_SECRET \(12 characters, not shown\)/)
     t.notOk((err as Error).message.includes('short-secret'))
   }
+})
+
+t.test('a hook with no webhook to feed it says so at start, once', async (t) => {
+  const emulator = await startEmulator({ tokens: [TOKEN], holdMs: 2000 })
+  t.teardown(async () => { await emulator.close() })
+  const lines: Array<{ level: number, msg: string }> = []
+  const config = loadConfig({ LOG_LEVEL: 'info', OFFLINE_HOOK_URL: 'http://127.0.0.1:9/hook', OFFLINE_HOOK_SECRET: 'hook-secret-0123456789abcdef' })
+  const app = await buildApp(config, { channels: [{ name: 'default', url: emulator.url, token: TOKEN }], logStream: { write: (l) => { lines.push(JSON.parse(l)) } } })
+  t.teardown(async () => { await app.close() })
+  await app.ready()
+  const warned = lines.filter((l) => l.level === 40 && l.msg.startsWith('OFFLINE_HOOK_URL is set but no webhook is'))
+  t.equal(warned.length, 1)
+  t.notMatch(JSON.stringify(lines), /hook-secret-0123456789abcdef/, 'the secret is in no line')
 })
