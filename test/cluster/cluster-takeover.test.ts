@@ -53,8 +53,10 @@ t.test('a lease left by an instance that died with no other instance serving the
   const first = await startInstance(t, env)
   const { visitors, clientId } = await connectTab(t, emulator, 1, () => first)
   const auth = { ticket: visitors[0]!.ticket as string, clientId }
-  visitors[0]!.stop()
+  // Killed before its socket leaves: a socket that left first would have the instance release the lease itself
+  // (a feed that delivered nothing ends at once), and there would be no dead lease to find.
   first.child.kill('SIGKILL')
+  visitors[0]!.stop()
 
   // The lease key outlives the instance (it lasts as long as the stream): only the instance's alive key says it is dead.
   const redis = new Redis(SHARED_REDIS)
