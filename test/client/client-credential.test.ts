@@ -5,7 +5,7 @@ import { SignJWT } from 'jose'
 import { BridgeClient, MemoryStorage, type BridgeClientOptions, type BridgeEvent, type StateChange } from '../../packages/client/src/index.js'
 import { startBridge, TOKEN, until, type Harness } from '../fixtures/bridge.js'
 import { pollsHeldAtLeast } from '../fixtures/waits.js'
-import { next } from '../fixtures/sdk-events.js'
+import { next, sendAndAwaitAnswer, summary, textOf } from '../fixtures/sdk-events.js'
 import { FakeClock } from '../fixtures/fake-clock.js'
 
 const SECRET = 'jwt-secret-for-sdk-credential-tests'
@@ -46,14 +46,6 @@ function watch (h: Harness, client: BridgeClient): { seen: BridgeEvent[], states
   return { seen, states, errors, welcomes: () => welcomes, upgrades: () => upgrades }
 }
 
-const textOf = (e: BridgeEvent): string => String(e.event.query ?? e.event.text ?? (e.event.data as { replies?: Array<{ text?: string }> } | undefined)?.replies?.[0]?.text ?? '')
-const summary = (events: BridgeEvent[]): string[] => events.map((e) => `${e.type}: ${textOf(e)}`)
-
-async function sendAndAwaitAnswer (client: BridgeClient, text: string): Promise<void> {
-  const answered = next(client, 'event', (e) => e.type === 'botResponse' && textOf(e).includes(text))
-  await client.send(text)
-  await answered
-}
 
 async function pollRunning (h: Harness, client: BridgeClient): Promise<void> {
   await pollsHeldAtLeast(h.emulator, { clientId: client.clientId ?? '', cid: client.cid }, 1)

@@ -7,7 +7,7 @@ import {
 import { globalEnvironment } from '../../packages/client/src/environment.js'
 import { startBridge, TOKEN, until, type Harness } from '../fixtures/bridge.js'
 import { pollsHeldAtLeast } from '../fixtures/waits.js'
-import { next } from '../fixtures/sdk-events.js'
+import { next, sendAndAwaitAnswer, summary, textOf } from '../fixtures/sdk-events.js'
 import { startTcpProxy } from '../fixtures/tcp-proxy.js'
 import { FakeClock } from '../fixtures/fake-clock.js'
 
@@ -89,14 +89,6 @@ function cutSockets (h: Harness): void {
 /** Lets whatever a timer started run its synchronous part and its promise callbacks: a turn of the loop, not a wait for time. */
 const turn = async (): Promise<void> => { await new Promise((resolve) => setImmediate(resolve)) }
 
-const textOf = (e: BridgeEvent): string => String(e.event.query ?? e.event.text ?? (e.event.data as { replies?: Array<{ text?: string }> } | undefined)?.replies?.[0]?.text ?? '')
-const summary = (events: BridgeEvent[]): string[] => events.map((e) => `${e.type}: ${textOf(e)}`)
-
-async function sendAndAwaitAnswer (client: BridgeClient, text: string): Promise<void> {
-  const answered = next(client, 'event', (e) => e.type === 'botResponse' && textOf(e).includes(text))
-  await client.send(text)
-  await answered
-}
 
 t.test('a bridge gone silent behind a socket the OS keeps open: given up within two heartbeats, resumed, nothing lost', async (t) => {
   const HEARTBEAT_MS = 300

@@ -4,7 +4,7 @@ import { SignJWT } from 'jose'
 import { BridgeClient, MemoryStorage, type BridgeClientOptions, type BridgeEvent, type WebSocketConstructor } from '../../packages/client/src/index.js'
 import { startBridge, startBridgeOn, TOKEN, until, type Harness } from '../fixtures/bridge.js'
 import { pollsHeldAtLeast } from '../fixtures/waits.js'
-import { next } from '../fixtures/sdk-events.js'
+import { next, sendAndAwaitAnswer, summary, textOf } from '../fixtures/sdk-events.js'
 
 /** Quick retries, so that the tests wait for events rather than for backoff. */
 const FAST = { baseMs: 20, maxMs: 100 }
@@ -34,15 +34,6 @@ function cutSockets (h: Harness): void {
   for (const s of h.app.bridge.sessions) (s as unknown as { ws: WebSocket }).ws.terminate()
 }
 
-const textOf = (e: BridgeEvent): string => String(e.event.query ?? e.event.text ?? (e.event.data as { replies?: Array<{ text?: string }> } | undefined)?.replies?.[0]?.text ?? '')
-const summary = (events: BridgeEvent[]): string[] => events.map((e) => `${e.type}: ${textOf(e)}`)
-
-/** Sends `text` and resolves once the bot's answer that quotes it arrives. */
-async function sendAndAwaitAnswer (client: BridgeClient, text: string): Promise<void> {
-  const answered = next(client, 'event', (e) => e.type === 'botResponse' && textOf(e).includes(text))
-  await client.send(text)
-  await answered
-}
 
 t.test('after a dropped socket the client resumes: nothing lost, nothing twice', async (t) => {
   const h = await startBridge(t)
