@@ -49,8 +49,11 @@ export class HookSender {
           [TIMESTAMP_HEADER]: timestamp,
           [SIGNATURE_HEADER]: sign(this.o.secret, timestamp, body)
         },
-        headersTimeout: this.o.timeoutMs,
-        bodyTimeout: this.o.timeoutMs,
+        // The whole post, headers and answer, is bounded by the native timer of the signal alone. undici's own
+        // timeouts run on coarse timers (ticks of about 500 ms, started a tick back): set to OFFLINE_HOOK_TIMEOUT_MS
+        // they cut a post up to half a second early, and left at their 300 s they would cut a longer setting.
+        headersTimeout: 0,
+        bodyTimeout: 0,
         signal: AbortSignal.any([signal, AbortSignal.timeout(this.o.timeoutMs)])
       })
       await res.body.dump().catch(() => undefined)
