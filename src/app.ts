@@ -8,6 +8,7 @@ import { metricsEndpoint } from './plugins/metrics-endpoint.js'
 import { clientRoutes } from './plugins/pages.js'
 import { serverOptions, websocketOptions, type LogOptions } from './plugins/server-options.js'
 import { wsRoutes } from './plugins/socket-route.js'
+import { localRouter } from './socket/stream-router.js'
 import { upstreamClients } from './plugins/upstream-clients.js'
 import { webhookReceiver } from './plugins/webhook-receiver.js'
 
@@ -44,6 +45,7 @@ export async function buildApp (config: Config, opts: AppOptions): Promise<Fasti
     app.log.warn('OFFLINE_HOOK_URL is set but no webhook is (WEBHOOK_SECRET, or a "webhookSecret" in CHANNELS): the hook posts only webhook events, so it will post nothing')
   }
   const { auth, cursors, hub, requests, sessions } = parts
-  await app.register(wsRoutes, { config, auth, cursors, hub, requests, sessions, metrics })
+  const router = parts.cluster?.streamRoutes() ?? localRouter()
+  await app.register(wsRoutes, { config, auth, cursors, hub, requests, sessions, metrics, router })
   return app
 }

@@ -11,6 +11,7 @@ import { RedisResultCache } from './result-cache.js'
 import { RedisLanes } from './send-lanes.js'
 import { RedisMailStore } from './mail-store.js'
 import { RedisPresence } from './presence-store.js'
+import { RedisStreamRoutes } from './stream-routes.js'
 import type { LocalSockets } from '../webhook/presence.js'
 
 export interface ClusterOptions {
@@ -87,7 +88,12 @@ export class Cluster {
     return new RedisPresence({ redis: this.redis, health: this.health, prefix: this.prefix, instance: this.feeds.instance, liveness: this.feeds.liveness, local })
   }
 
-    hub (local: LocalHub): ClusterHub {
+  /** The HTTP transport's frames, from the instance that took a POST to the one that holds its stream. */
+  streamRoutes (): RedisStreamRoutes {
+    return new RedisStreamRoutes({ redis: this.redis, notifier: this.notifier, prefix: this.prefix, instance: this.feeds.instance, liveness: this.feeds.liveness })
+  }
+
+  hub (local: LocalHub): ClusterHub {
     return new ClusterHub(local, this.feeds, this.health)
   }
 

@@ -7,6 +7,8 @@ import type { Requests } from '../socket/requests.js'
 import type { Sessions } from '../socket/sessions.js'
 import { CloseCode, closeReason } from '../socket/errors.js'
 import { Session, type SessionDeps } from '../socket/session.js'
+import type { StreamRouter } from '../socket/stream-router.js'
+import { eventStreamRoutes, type Admission } from './event-stream-route.js'
 import type { Metrics } from './metrics.js'
 
 export interface WsRouteOptions {
@@ -17,6 +19,8 @@ export interface WsRouteOptions {
   cursors: CursorCodec
   sessions: Sessions
   metrics: Metrics | undefined
+  /** Where the HTTP transport's POSTs go when another instance holds their stream. */
+  router: StreamRouter
 }
 
 /** The channel a socket asks for with ?channel=, or the default one. */
@@ -27,7 +31,12 @@ function channelOf (req: FastifyRequest, names: string[], fallback: string | und
   return names.length === 1 ? names[0] : names.includes('default') ? 'default' : undefined
 }
 
-/** The socket endpoint, /v1/ws: one Session per accepted socket, refused with 503 while the bridge is not ready. */
+/**
+ * The socket endpoints: /v1/ws, and the HTTP transport's /v1/sse for
+ * clients that cannot open a WebSocket. One Session per accepted socket or
+ * stream, with the same checks; refused with 503 while the bridge is not
+ * ready.
+ */
 export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promise<void> {
   const names = app.bridge.channels.map((c) => c.name)
   // One object for every session: per idle socket, each byte counts.
@@ -48,6 +57,15 @@ export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promis
     metrics: o.metrics
   }
   const allowed = new Set(o.config.ALLOWED_ORIGINS.split(',').map((s) => s.trim()).filter((s) => s !== ''))
+  // Browsers always send Origin; other clients (apps, servers) may not, and are not what the check protects against.
+  const originAllowed = (origin: string | undefined): boolean => allowed.size === 0 || origin === undefined || allowed.has(origin)
+  const admit: Admission = (req) => {
+    const origin = req.headers.origin
+    if (!originAllowed(origin)) return { refused: CloseCode.FORBIDDEN_ORIGIN, why: { origin } }
+    const channel = channelOf(req, names, o.config.DEFAULT_CHANNEL)
+    if (channel === undefined) return { refused: CloseCode.UNKNOWN_CHANNEL, why: { channel: (req.query as Record<string, unknown>).channel } }
+    return { channel }
+  }
 
   app.get('/v1/ws', {
     websocket: true,
@@ -57,20 +75,14 @@ export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promis
       }
     }
   }, (socket, req) => {
-    const origin = req.headers.origin
-    // Browsers always send Origin; other clients (apps, servers) may not, and are not what the check protects against.
-    if (allowed.size > 0 && origin !== undefined && !allowed.has(origin)) {
-      req.log.info({ origin }, 'origin not allowed')
-      socket.close(CloseCode.FORBIDDEN_ORIGIN, closeReason[CloseCode.FORBIDDEN_ORIGIN])
-      return
-    }
-    const channel = channelOf(req, names, o.config.DEFAULT_CHANNEL)
+    const admitted = admit(req)
     // Refused after the upgrade, with a close code: a browser cannot see the status of a refused upgrade.
-    if (channel === undefined) {
-      req.log.info({ channel: (req.query as Record<string, unknown>).channel }, 'unknown channel')
-      socket.close(CloseCode.UNKNOWN_CHANNEL, closeReason[CloseCode.UNKNOWN_CHANNEL])
+    if ('refused' in admitted) {
+      req.log.info(admitted.why, closeReason[admitted.refused])
+      socket.close(admitted.refused, closeReason[admitted.refused])
       return
     }
+    const channel = admitted.channel
     // Two references would keep the upgrade request, its reply and their
     // hooks alive as long as the socket (about 2 KB per idle socket):
     // @fastify/websocket's own 'error' listener (the session logs socket
@@ -82,4 +94,5 @@ export async function wsRoutes (app: FastifyInstance, o: WsRouteOptions): Promis
     // The session registers itself and lives as long as its socket.
     new Session(socket, channel, req.ip, deps)
   })
+  await app.register(eventStreamRoutes, { deps, admit, originAllowed, router: o.router, maxFrameBytes: o.config.MAX_FRAME_BYTES })
 }

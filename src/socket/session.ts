@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import type { WebSocket, RawData } from 'ws'
+import type { RawData } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import { AuthError, type Authenticator } from './auth.js'
 import { CloseCode, ErrorCode } from './errors.js'
@@ -11,7 +11,7 @@ import { refreshCredential } from './credential-refresh.js'
 import type { Expiring } from './expiry-schedule.js'
 import type { Requests } from './requests.js'
 import { TokenBucket } from '../lib/token-bucket.js'
-import { SocketOutput, type OutputDeps } from './socket-output.js'
+import { SocketOutput, type OutputDeps, type Wire } from './socket-output.js'
 import type { Metrics } from '../plugins/metrics.js'
 
 /** Where a session counts itself while open: the heartbeat, the per-client cap and shutdown go through it. */
@@ -74,7 +74,7 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber, Ex
   /** When its credential expires, in epoch ms, 0 before the hello's is known (kept by the registry's schedule). */
   expiresAt = 0
 
-  constructor (ws: WebSocket, channel: string, address: string, deps: SessionDeps) {
+  constructor (ws: Wire, channel: string, address: string, deps: SessionDeps) {
     super(ws, deps)
     this.channel = channel
     this.address = address
@@ -151,7 +151,7 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber, Ex
   }
 
 
-  onMessage (data: RawData, isBinary: boolean): void {
+  onMessage (data: RawData | string, isBinary: boolean): void {
     if (this.state === 'closed') return
     if (isBinary) {
       this.close(CloseCode.UNSUPPORTED_DATA)
@@ -278,10 +278,12 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber, Ex
     this.d.registry.expireAt(this, identity.expiresAt)
     const cid = hello.cid ?? randomBytes(9).toString('base64url')
     const key: FeedKey = { channel: this.channel, clientId: identity.clientId, cid, all: hello.all ?? true }
+    // A transport may know a cursor of its own (an event stream's Last-Event-ID); the hello's comes first.
+    const cursor = hello.resume ?? this.ws.resumeHint
     let resume: StreamPosition | undefined
     let gap: string | undefined
-    if (hello.resume !== undefined) {
-      const pos = this.d.cursors.decode(key, hello.resume)
+    if (cursor !== undefined) {
+      const pos = this.d.cursors.decode(key, cursor)
       if ('error' in pos) gap = pos.error
       else resume = pos
     }
@@ -328,12 +330,12 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber, Ex
     }
     if (identity.ticket !== undefined) welcome.ticket = identity.ticket
     if (sub.position !== undefined) welcome.cursor = this.d.cursors.encode(key, sub.position)
-    if (hello.resume !== undefined && !sub.resumed) welcome.gap = { reason: gap ?? sub.gap ?? 'cannot resume' }
+    if (cursor !== undefined && !sub.resumed) welcome.gap = { reason: gap ?? sub.gap ?? 'cannot resume' }
     this.send(JSON.stringify(welcome))
     this.to('open')
     this.flushPending()
     this.d.metrics?.hellos.inc({ channel: this.channel, result: 'welcome' })
-    if (hello.resume !== undefined) this.d.metrics?.resumes.inc({ outcome: sub.resumed ? 'resumed' : 'gap' })
+    if (cursor !== undefined) this.d.metrics?.resumes.inc({ outcome: sub.resumed ? 'resumed' : 'gap' })
     // Only when it is written: the session's child logger is made on first use.
     if (this.d.log.level === 'debug' || this.d.log.level === 'trace') this.log.debug({ resumed: sub.resumed }, 'welcome')
   }
@@ -371,11 +373,11 @@ export class Session extends SocketOutput<SessionDeps> implements Subscriber, Ex
 }
 
 const kSession = Symbol('session')
-type SessionSocket = WebSocket & { [kSession]: Session }
+type SessionSocket = Wire & { [kSession]: Session }
 
 function helloTimedOut (s: Session): void { s.close(CloseCode.HELLO_TIMEOUT) }
-const sessionOf = (ws: WebSocket): Session => (ws as SessionSocket)[kSession]
-function onWsMessage (this: WebSocket, data: RawData, isBinary: boolean): void { sessionOf(this).onMessage(data, isBinary) }
-function onWsPong (this: WebSocket): void { sessionOf(this).onPong() }
-function onWsClose (this: WebSocket, code: number): void { sessionOf(this).onSocketClose(code) }
-function onWsError (this: WebSocket, err: Error): void { sessionOf(this).onSocketError(err) }
+const sessionOf = (ws: Wire): Session => (ws as SessionSocket)[kSession]
+function onWsMessage (this: Wire, data: RawData | string, isBinary: boolean): void { sessionOf(this).onMessage(data, isBinary) }
+function onWsPong (this: Wire): void { sessionOf(this).onPong() }
+function onWsClose (this: Wire, code: number): void { sessionOf(this).onSocketClose(code) }
+function onWsError (this: Wire, err: Error): void { sessionOf(this).onSocketError(err) }

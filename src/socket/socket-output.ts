@@ -1,4 +1,3 @@
-import type { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import { CloseCode, closeReason } from './errors.js'
 
@@ -7,6 +6,31 @@ import { CloseCode, closeReason } from './errors.js'
  * meanwhile queue behind the welcome), open, or closed.
  */
 export type SessionState = 'hello' | 'welcoming' | 'open' | 'closed'
+
+/**
+ * The part of a `ws` WebSocket a session uses: what a transport must give to
+ * carry the protocol. A WebSocket is one as it is; the HTTP transport's
+ * event stream is another (src/socket/event-stream-socket.ts).
+ */
+export interface Wire {
+  readonly readyState: number
+  readonly OPEN: number
+  readonly CLOSED: number
+  /** Bytes written that the peer has not taken yet. */
+  readonly bufferedAmount: number
+  send: (frame: string, cb?: (err?: Error) => void) => void
+  /** A sign of life the peer answers with a pong, where the transport has one. */
+  ping: () => void
+  close: (code: number, reason: string) => void
+  /** A cursor the transport itself brought, used when the hello has no `resume`. */
+  readonly resumeHint?: string | undefined
+  /** Ends the connection at once, as a network failure would. */
+  terminate: () => void
+  /** 'message' (data, isBinary), 'pong', 'close' (code) and 'error' (err), with the wire as `this`. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- ws's own overload for any event takes these
+  on: (event: string, listener: (this: any, ...args: any[]) => void) => unknown
+  once: (event: string, listener: () => void) => unknown
+}
 
 /** The bounds of what goes out to a socket. */
 export interface OutputDeps {
@@ -24,7 +48,7 @@ export interface OutputDeps {
  * Session's.
  */
 export abstract class SocketOutput<D extends OutputDeps> {
-  protected readonly ws: WebSocket
+  protected readonly ws: Wire
   protected readonly d: D
   protected state: SessionState = 'hello'
   /** Frames that came before the welcome was out, and their bytes; they are bounded like the socket's queue. */
@@ -36,7 +60,7 @@ export abstract class SocketOutput<D extends OutputDeps> {
   /** Since when the outbound queue has been full; 0 when it has room. */
   private behindSince = 0
 
-  constructor (ws: WebSocket, deps: D) {
+  constructor (ws: Wire, deps: D) {
     this.ws = ws
     this.d = deps
   }
@@ -98,9 +122,12 @@ export abstract class SocketOutput<D extends OutputDeps> {
       this.close(CloseCode.TOO_SLOW)
       return
     }
-    this.missedPongs++
     this.ws.ping()
-    if (this.state === 'open') this.send('{"type":"ping"}')
+    // Counted once the data ping goes out too: before the welcome, a transport without a pong of its own (an event
+    // stream) has nothing to answer, and the hello timeout is what ends a silent client.
+    if (this.state !== 'open') return
+    this.missedPongs++
+    this.send('{"type":"ping"}')
   }
 
   /** Cuts the connection without a close handshake, as a network failure would (operators and tests). */
