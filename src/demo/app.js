@@ -434,7 +434,8 @@ client.on('welcome', (w) => {
 const LABELS = { connecting: 'Connecting…', open: 'Online', reconnecting: 'Reconnecting…', closed: 'Offline' }
 client.on('state', ({ state, reason }) => {
   statusLine.dataset.state = state
-  statusText.textContent = state === 'closed' && reason ? `Offline: ${reason}` : LABELS[state]
+  statusLine.dataset.transport = client.transport ?? ''
+  statusText.textContent = state === 'closed' && reason ? `Offline: ${reason}` : state === 'open' && client.transport === 'http' ? 'Online (over HTTP)' : LABELS[state]
   retryButton.hidden = state !== 'closed'
 })
 retryButton.addEventListener('click', () => { client.connect().catch(() => {}) })

@@ -78,7 +78,8 @@ async function fakeBridge (t: Test): Promise<{ url: string, peer: () => Promise<
 }
 
 function makeClient (t: Test, opts: BridgeClientOptions): BridgeClient {
-  const client = new BridgeClient({ WebSocket, storage: new MemoryStorage(), backoff: { baseMs: 10, maxMs: 200 }, ...opts })
+  // The fake speaks WebSocket only: a client with HTTP to fall back on would leave it when a test keeps it silent.
+  const client = new BridgeClient({ WebSocket, transports: ['websocket'], storage: new MemoryStorage(), backoff: { baseMs: 10, maxMs: 200 }, ...opts })
   t.teardown(() => { client.close() })
   return client
 }

@@ -158,5 +158,10 @@ t.test('a frame over the limit is refused here, and the socket stays open', asyn
 t.test('a request made before connect() is refused', async (t) => {
   const client = new BridgeClient({ url: 'ws://127.0.0.1:9/v1/ws', WebSocket, storage: new MemoryStorage() })
   await t.rejects(client.send('hi'), { code: 'CLOSED', message: /connect\(\) first/ })
-  t.throws(() => new BridgeClient({ url: 'ws://x' }), /WebSocket option/, 'Node has no global WebSocket to fall back on')
+  // Node 20 has no global WebSocket: the client takes the HTTP transport alone, unless told to use WebSocket only.
+  if ((globalThis as { WebSocket?: unknown }).WebSocket === undefined) {
+    t.equal(new BridgeClient({ url: 'ws://x' }).state, 'closed', 'made without a WebSocket class')
+    t.throws(() => new BridgeClient({ url: 'ws://x', transports: ['websocket'] }), /no WebSocket class \(pass one as the WebSocket option/)
+  }
+  t.throws(() => new BridgeClient({ url: 'ws://x', transports: [] }), /the transports option is empty/)
 })

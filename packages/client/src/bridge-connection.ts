@@ -10,12 +10,14 @@ import { Emitter } from './emitter.js'
 import { globalEnvironment } from './environment.js'
 import { EventStream } from './event-stream.js'
 import { readError, readEvent, readFrame, readResult, type RawFrame } from './frame-reader.js'
-import { SUBPROTOCOL, type BridgeEvent, type WelcomeFrame } from './frames.js'
+import type { BridgeEvent, WelcomeFrame } from './frames.js'
+import { Dialer } from './dialer.js'
 import { Lifecycle } from './lifecycle.js'
 import { PendingRequests } from './pending.js'
 import { ResumeBook } from './resume-book.js'
-import { shut, SOCKET_OPEN, type WebSocketConstructor, type WebSocketLike } from './socket-like.js'
+import { shut, SOCKET_OPEN, type WebSocketLike } from './socket-like.js'
 import { ClientStore, defaultStorage } from './storage.js'
+import type { TransportName } from './transport-choice.js'
 import { Watchdog } from './watchdog.js'
 
 /** The code this client closes a socket with when it gives up on it; browsers allow 1000 and 3000-4999. */
@@ -28,12 +30,10 @@ const GIVE_UP_CODE = 4000
  * BridgeClient adds a method for each request of the protocol.
  */
 export class BridgeConnection extends Emitter<ClientEvents> {
-  private readonly url: string | (() => string)
-  private readonly channel: string | undefined
   private readonly credential: Credential
   private readonly all: boolean | undefined
-  private readonly WS: WebSocketConstructor
-  private readonly connectTimeoutMs: number
+  private readonly dialer: Dialer
+  private readonly maxFrameBytes: number
   private readonly backoff: Backoff
   private readonly random: () => number
   private readonly clock: Clock
@@ -45,6 +45,8 @@ export class BridgeConnection extends Emitter<ClientEvents> {
   private readonly lifecycle: Lifecycle
 
   private ws: WebSocketLike | undefined
+  /** The transport of the current socket, and whether any frame came on it. */
+  private socketOf: { transport: TransportName, heard: boolean } | undefined
   /** Bumped whenever a socket is abandoned, so that late callbacks of an old attempt do nothing. */
   private generation = 0
   /** Failed attempts since the last welcome: the exponent of the backoff. */
@@ -58,22 +60,18 @@ export class BridgeConnection extends Emitter<ClientEvents> {
 
   constructor (options: BridgeClientOptions) {
     super()
-    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
-    if (WS === undefined) throw new TypeError('no global WebSocket here: pass one as the WebSocket option (in Node, the ws package)')
-    this.WS = WS
-    this.url = options.url
-    this.channel = options.channel
     this.all = options.all
-    this.connectTimeoutMs = options.connectTimeoutMs ?? 15_000
+    this.maxFrameBytes = options.maxFrameBytes ?? 65_536
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff }
     this.random = options.random ?? Math.random
     this.clock = options.clock ?? systemClock
     this.pending = new PendingRequests(this.clock, {
       timeoutMs: options.requestTimeoutMs ?? 30_000,
-      maxFrameBytes: options.maxFrameBytes ?? 65_536
+      maxFrameBytes: this.maxFrameBytes
     })
     const namespace = options.storageKey ?? `${typeof options.url === 'function' ? options.url() : options.url}#${options.channel ?? ''}`
     const store = new ClientStore(options.storage ?? defaultStorage(), namespace)
+    this.dialer = new Dialer(options, store, this.clock, this.maxFrameBytes)
     if (options.auth !== undefined && options.getToken !== undefined) throw new TypeError('give auth or getToken, not both')
     this.resume = new ResumeBook(store, options.cid, options.auth === undefined && options.getToken === undefined)
     this.credential = new Credential({
@@ -104,6 +102,8 @@ export class BridgeConnection extends Emitter<ClientEvents> {
   get welcome (): WelcomeFrame | undefined { return this.lastWelcome }
   get clientId (): string | undefined { return this.lastWelcome?.clientId }
   get cid (): string | undefined { return this.resume.cid }
+  /** The transport of the current connection, or of the last attempt: `'websocket'` or `'http'`. */
+  get transport (): TransportName | undefined { return this.socketOf?.transport }
 
   /**
    * Starts connecting (when closed) and resolves at the next welcome. It
@@ -157,14 +157,6 @@ export class BridgeConnection extends Emitter<ClientEvents> {
     return await result
   }
 
-  private socketUrl (): string {
-    const base = typeof this.url === 'function' ? this.url() : this.url
-    if (this.channel === undefined) return base
-    const url = new URL(base)
-    url.searchParams.set('channel', this.channel)
-    return url.toString()
-  }
-
   private async openSocket (): Promise<void> {
     if (this.machine.is('closed')) return
     const gen = ++this.generation
@@ -184,15 +176,18 @@ export class BridgeConnection extends Emitter<ClientEvents> {
       return
     }
     let ws: WebSocketLike
+    const transport = this.dialer.choice.next()
     try {
-      ws = new this.WS(this.socketUrl(), SUBPROTOCOL)
+      ws = this.dialer.dial(transport)
     } catch (err) {
-      // An invalid URL: a mistake no retry can mend.
+      // An invalid URL is a mistake no retry can mend; a WebSocket refused here (by a page's CSP, say) may leave HTTP.
       const reason = `cannot open a socket: ${errorMessage(err)}`
+      if (this.dialer.choice.failed(transport, false, undefined)) return this.retry({ reason: `${reason}; trying the HTTP transport` }, 0)
       this.stop({ reason }, new BridgeRequestError(ClientErrorCode.CLOSED, reason))
       return
     }
     this.ws = ws
+    this.socketOf = { transport, heard: false }
     this.socketError = undefined
     this.resume.startSocket()
     ws.onopen = () => {
@@ -207,7 +202,8 @@ export class BridgeConnection extends Emitter<ClientEvents> {
     // Every error is followed by a close event, which is where the client acts.
     ws.onerror = (ev: { message?: unknown }) => { if (ws === this.ws && typeof ev.message === 'string') this.socketError = ev.message }
     ws.onclose = (ev: { code: number, reason: string }) => { if (ws === this.ws) this.onClose(ev.code, ev.reason) }
-    this.connectTimer = this.clock.setTimeout(() => { this.abandon('no welcome in time') }, this.connectTimeoutMs)
+    const deadline = this.dialer.deadline(transport)
+    this.connectTimer = this.clock.setTimeout(() => { this.abandon(this.socketOf?.heard === true ? 'no welcome in time' : deadline.reason) }, deadline.ms)
   }
 
   private onFrame (data: unknown): void {
@@ -216,6 +212,7 @@ export class BridgeConnection extends Emitter<ClientEvents> {
       this.report(frame)
       return
     }
+    if (this.socketOf !== undefined) this.socketOf.heard = true
     if (this.machine.is('open')) this.watchdog.fed(this.lastWelcome?.heartbeatMs)
     switch (frame.type) {
       case 'welcome': this.onWelcome(frame as unknown as WelcomeFrame); break
@@ -231,6 +228,7 @@ export class BridgeConnection extends Emitter<ClientEvents> {
     if (this.machine.is('open')) return
     this.cancel(this.connectTimer)
     this.attempt = 0
+    if (this.socketOf !== undefined) this.dialer.choice.welcomed(this.socketOf.transport)
     const gap = this.resume.welcome(w, this.lastWelcome !== undefined)
     this.lastWelcome = w
     this.watchdog.fed(w.heartbeatMs)
@@ -269,6 +267,7 @@ export class BridgeConnection extends Emitter<ClientEvents> {
   }
 
   private onClose (code: number, reason: string): void {
+    const fellBack = this.fallBack(code)
     this.detach()
     const why = reason !== '' ? reason : this.socketError ?? closeMeaning(code)
     const action = closeAction(code)
@@ -289,16 +288,24 @@ export class BridgeConnection extends Emitter<ClientEvents> {
       this.stop({ code, reason: why }, new BridgeRequestError(ClientErrorCode.CLOSED, `the bridge closed the connection (${code}): ${why}`, { closeCode: code }))
       return
     }
-    this.retry({ code, reason: why }, action === 'slow-down' ? slowDownDelay(this.backoff, this.random) : undefined)
+    const delayMs = fellBack ? 0 : action === 'slow-down' ? slowDownDelay(this.backoff, this.random) : undefined
+    this.retry({ code, reason: fellBack ? `${why}; trying the HTTP transport` : why }, delayMs)
+  }
+
+  /** Tells the transport choice how an attempt that was not welcomed ended; true when the next one should go at once over the other transport. */
+  private fallBack (code: number | undefined): boolean {
+    if (this.machine.is('open') || this.socketOf === undefined) return false
+    return this.dialer.choice.failed(this.socketOf.transport, this.socketOf.heard, code)
   }
 
   /** Gives up on the current socket (no welcome, or silence) and tries again. */
   private abandon (reason: string): void {
     const ws = this.ws
     if (ws === undefined) return
+    const fellBack = this.fallBack(undefined)
     this.detach()
     shut(ws, GIVE_UP_CODE, reason, true)
-    this.retry({ reason })
+    this.retry({ reason: fellBack ? `${reason}; trying the HTTP transport` : reason }, fellBack ? 0 : undefined)
   }
 
   private retry (info: { code?: number, reason: string }, delayMs = backoffDelay(this.attempt, this.backoff, this.random)): void {

@@ -2,9 +2,11 @@ import type { Backoff } from './backoff.js'
 import type { Clock } from './clock.js'
 import type { TokenSource } from './credential.js'
 import type { ClientEnvironment } from './environment.js'
+import type { FetchLike } from './http-stream.js'
 import type { BackgroundPolicy } from './lifecycle.js'
 import type { WebSocketConstructor } from './socket-like.js'
 import type { KeyValueStorage } from './storage.js'
+import type { TransportName } from './transport-choice.js'
 
 export interface BridgeClientOptions {
   /** The bridge's socket URL (`wss://host/v1/ws`), or a function asked before each connect. */
@@ -37,6 +39,26 @@ export interface BridgeClientOptions {
   storageKey?: string
   /** The WebSocket class; the global one by default. In Node, pass the `ws` package's. */
   WebSocket?: WebSocketConstructor
+  /**
+   * The transports to use, in order: `['websocket', 'http']` by default, less
+   * those this runtime lacks (no WebSocket class: HTTP only; no fetch:
+   * WebSocket only). The HTTP transport (Server-Sent Events down, POSTs up)
+   * is taken when a WebSocket fails before its first frame, for networks
+   * that block upgrades. `['http']` uses it alone.
+   */
+  transports?: TransportName[]
+  /** The HTTP transport's URL; by default the socket URL with http(s) and `/v1/sse` for `/v1/ws`. */
+  httpUrl?: string | (() => string)
+  /** The fetch of the HTTP transport; the global one by default. It must stream response bodies (browsers, Node 18+ do). */
+  fetch?: FetchLike
+  /**
+   * How long a WebSocket may take to bring its first frame, when the HTTP
+   * transport is there to fall back on, before the client gives up on it and
+   * goes over HTTP. Default 5 s.
+   */
+  transportTimeoutMs?: number
+  /** How long the HTTP transport is tried first once it worked where a WebSocket failed. Default 10 minutes; kept in `storage`. */
+  rememberTransportMs?: number
   /** How long a request waits for its result, reconnects included. Default 30 s. */
   requestTimeoutMs?: number
   /** How long a new socket may take to be welcomed before it is given up. Default 15 s. */

@@ -31,10 +31,11 @@ export function defaultStorage (): KeyValueStorage {
 
 /**
  * What the client keeps between connections and page loads: the newest
- * ticket, and the cursor of the last event processed on each cid. Keys are
- * namespaced by bridge and channel, and cursors by cid too, because a cursor
- * is valid only for the connection it was issued to. A storage that throws
- * (quota, private mode) costs a resume, never a crash.
+ * ticket, the cursor of the last event processed on each cid, and the
+ * transport to try first. Keys are namespaced by bridge and channel, and
+ * cursors by cid too, because a cursor is valid only for the connection it
+ * was issued to. A storage that throws (quota, private mode) costs a
+ * resume, never a crash.
  */
 export class ClientStore {
   private readonly storage: KeyValueStorage
@@ -47,6 +48,10 @@ export class ClientStore {
 
   get ticket (): string | undefined { return this.read('ticket') }
   set ticket (value: string | undefined) { this.write('ticket', value) }
+
+  /** The transport that worked where a WebSocket did not, and until when to use it first (`http@<epoch ms>`). */
+  get transport (): string | undefined { return this.read('transport') }
+  set transport (value: string | undefined) { this.write('transport', value) }
 
   cursor (cid: string): string | undefined { return this.read(`cursor:${cid}`) }
   setCursor (cid: string, value: string | undefined): void { this.write(`cursor:${cid}`, value) }
