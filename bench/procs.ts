@@ -160,10 +160,12 @@ export async function startEmulator (holdMs: number): Promise<Proc & { origin: s
 /**
  * A bridge polling `emu` over h2c, with the rate limits and the poll-start
  * pace raised so that they do not throttle the load; `env` adds or overrides
- * settings, `nodeArgs` are given to node. Resolves once /readyz answers.
+ * settings, `nodeArgs` are given to node, `fixedPort` is the port to listen
+ * on (a free one by default; a restart on the same port gives it again).
+ * Resolves once /readyz answers.
  */
-export async function startBridge (name: string, emu: { origin: string }, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Proc & { ws: string }> {
-  const port = await freePort()
+export async function startBridge (name: string, emu: { origin: string }, env: Record<string, string> = {}, nodeArgs: string[] = [], fixedPort?: number): Promise<Proc & { ws: string }> {
+  const port = fixedPort ?? await freePort()
   const p = startNode(name, `${root}dist/server.js`, {
     PORT: String(port),
     HOST: '127.0.0.1',
