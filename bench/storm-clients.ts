@@ -269,6 +269,12 @@ class StormClients {
   /** One event to every client, 32 at a time; resolves when every client has it (or 30 s passed). */
   private async publishEach (origin: string, token: string): Promise<{ published: number, missing: number, seconds: number }> {
     const started = Date.now()
+    const sent = await this.oneToEach(origin, token, 30_000)
+    return { ...sent, seconds: (Date.now() - started) / 1000 }
+  }
+
+  /** Publishes one event to every client, 32 at a time, then waits until each has its event (or `timeoutMs` passed). */
+  private async oneToEach (origin: string, token: string, timeoutMs: number): Promise<{ published: number, missing: number }> {
     const pool = new Pool(origin, { connections: 32, pipelining: 1 })
     const want = new Map<Client, number>()
     let next = 0
@@ -280,9 +286,9 @@ class StormClients {
     }))
     await pool.close()
     const missing = (): number => [...want].filter(([c, seq]) => !c.got.has(seq) && !c.failed.has(seq)).length
-    const deadline = Date.now() + 30_000
+    const deadline = Date.now() + timeoutMs
     while (missing() > 0 && Date.now() < deadline) await sleep(100)
-    return { published: want.size, missing: missing(), seconds: (Date.now() - started) / 1000 }
+    return { published: want.size, missing: missing() }
   }
 
   /** Events round robin over the clients, `rate` a second in all (at most 32 publishes in flight), until stopped. */
@@ -323,20 +329,8 @@ class StormClients {
   private async settle (origin: string, token: string, timeoutMs: number): Promise<Settled> {
     await this.stopPublishing()
     const started = Date.now()
-    const pool = new Pool(origin, { connections: 32, pipelining: 1 })
-    const last = new Map<Client, number>()
-    let next = 0
-    await Promise.all(Array.from({ length: 32 }, async () => {
-      while (next < this.clients.length) {
-        const c = this.clients[next++] as Client
-        last.set(c, await this.publishOne(pool, token, c))
-      }
-    }))
-    await pool.close()
-    const unsettled = (): number => [...last].filter(([c, seq]) => !c.got.has(seq) && !c.failed.has(seq)).length
-    const deadline = Date.now() + timeoutMs
-    while (unsettled() > 0 && Date.now() < deadline) await sleep(100)
-    const out: Settled = { clients: this.clients.length, published: 0, publishFailed: 0, lost: 0, doubled: 0, outOfOrder: 0, receivedUnconfirmed: 0, unsettled: unsettled(), clientsWithLoss: 0, settleMs: Date.now() - started, reconnects: this.reconnects }
+    const { missing } = await this.oneToEach(origin, token, timeoutMs)
+    const out: Settled = { clients: this.clients.length, published: 0, publishFailed: 0, lost: 0, doubled: 0, outOfOrder: 0, receivedUnconfirmed: 0, unsettled: missing, clientsWithLoss: 0, settleMs: Date.now() - started, reconnects: this.reconnects }
     for (const c of this.clients) {
       let lost = 0
       for (let s = 1; s <= c.nextSeq; s++) {

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { CloseCode, closeReason } from '../socket/errors.js'
 import { EventStreamSocket } from '../socket/event-stream-socket.js'
+import { MAX_CURSOR_CHARS } from '../socket/protocol.js'
 import { Session, type SessionDeps } from '../socket/session.js'
 import { instanceOf, streamKey, type StreamRouter } from '../socket/stream-router.js'
 
@@ -15,9 +16,6 @@ export interface EventStreamRouteOptions {
   router: StreamRouter
   maxFrameBytes: number
 }
-
-/** The longest cursor a hello's `resume` may be; a longer Last-Event-ID is none. */
-const MAX_CURSOR = 200
 
 /**
  * The HTTP transport, for clients that cannot open a WebSocket: the same
@@ -118,10 +116,10 @@ async function refuse (reply: FastifyReply, status: number, error: string, messa
   await reply.code(status).send({ error, message })
 }
 
-/** The `Last-Event-ID` header, or the `lastEventId` query parameter of clients that cannot set headers. */
+/** The `Last-Event-ID` header, or the `lastEventId` query parameter of clients that cannot set headers; one longer than a cursor may be is none. */
 function lastEventId (req: FastifyRequest): string | undefined {
   const header = req.headers['last-event-id']
   const query = (req.query as Record<string, unknown>).lastEventId
   const id = typeof header === 'string' ? header : typeof query === 'string' ? query : undefined
-  return id !== undefined && id !== '' && id.length <= MAX_CURSOR ? id : undefined
+  return id !== undefined && id !== '' && id.length <= MAX_CURSOR_CHARS ? id : undefined
 }

@@ -45,7 +45,7 @@ export class EventStreamSocket extends EventEmitter {
 
   get bufferedAmount (): number { return this.res.writableLength }
 
-  /** Writes an SSE event of the given name (a message when none). */
+  /** Writes SSE text as it is, while the stream is open. */
   private write (text: string, cb?: (err?: Error | null) => void): void {
     if (this.readyState !== OPEN) return
     this.res.write(text, cb)

@@ -7,6 +7,9 @@ export { SUBPROTOCOL } from '@chatapi-bridge/client'
 /** Deepest JSON nesting accepted in a client frame (the upstream gets what we forward). */
 export const MAX_JSON_DEPTH = 32
 
+/** The longest cursor a client may give back (protocol v1: at most 200 characters). */
+export const MAX_CURSOR_CHARS = 200
+
 const Id = Type.String({ minLength: 1, maxLength: 64 })
 const QuestionId = Type.String({ minLength: 1, maxLength: 128 })
 const Status = Type.String({ minLength: 1, maxLength: 32 })
@@ -18,7 +21,7 @@ export const HelloFrame = Type.Object({
   type: Type.Literal('hello'),
   auth: Type.Optional(Credential),
   cid: Type.Optional(Cid),
-  resume: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  resume: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_CURSOR_CHARS })),
   all: Type.Optional(Type.Boolean())
 })
 export type HelloFrame = Static<typeof HelloFrame>

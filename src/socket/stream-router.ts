@@ -32,7 +32,5 @@ export function streamKey (instance: string): string {
 
 /** The instance part of a key, or undefined for one of another shape. */
 export function instanceOf (key: string): string | undefined {
-  const dot = key.indexOf('.')
-  if (dot <= 0 || dot !== key.lastIndexOf('.') || !/^[\w-]{1,64}\.[\w-]{16,64}$/.test(key)) return undefined
-  return key.slice(0, dot)
+  return /^([\w-]{1,64})\.[\w-]{16,64}$/.exec(key)?.[1]
 }
