@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import type { Page } from 'playwright-core'
 import { TOKEN } from '../fixtures/bridge.js'
-import { browserSkip, cutSockets, ensureSdkBuild, keys, launchBrowser, newChatPage, say, startDemo, type DemoHarness } from '../fixtures/browser.js'
+import { browserSkip, cutSockets, keys, launchBrowser, newChatPage, say, startDemo, type DemoHarness } from '../fixtures/browser.js'
 import { clusterEnv, redisSkip, startClusterEmulator, startInstances } from '../fixtures/cluster.js'
 import { startHttpProxy } from '../fixtures/http-proxy.js'
 import { pollsHeld } from '../fixtures/waits.js'
@@ -74,7 +74,6 @@ t.test('behind a proxy that refuses upgrades, the page falls back to HTTP and ke
 })
 
 t.test('two instances with Redis behind a round-robin proxy that refuses upgrades: no stickiness needed', { skip: skip || redisSkip() }, async (t) => {
-  ensureSdkBuild()
   const emulator = await startClusterEmulator(t)
   const instances = await startInstances(t, clusterEnv(t, emulator, undefined, { DEMO_PAGE: 'true', METRICS: 'false' }), 2)
   const proxy = await startHttpProxy(t, instances.map((i) => i.http), 'refuse')

@@ -3,18 +3,12 @@ import { spawn } from 'node:child_process'
 import { createServer, type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import type { BridgeEvent } from '../../packages/client/src/index.js'
-import { ChatFeed } from '../../src/cli/chat-feed.js'
-import { historyLines, retryLine, seconds } from '../../src/cli/chat-format.js'
+import { ChatFeed } from '../../dist/cli/chat-feed.js'
+import { historyLines, retryLine, seconds } from '../../dist/cli/chat-format.js'
 import { startBridge, startBridgeOn } from '../fixtures/bridge.js'
-import { ensureBuilt } from '../fixtures/browser.js'
 
 const root = new URL('../../', import.meta.url)
 const chatJs = fileURLToPath(new URL('dist/cli/chat.js', root))
-
-/** The chat runs from dist, as `npm run chat` runs it; run alone after an edit, its stale files are transpiled again. */
-function ensureChatBuild (): void {
-  for (const dir of ['cli', 'client']) ensureBuilt(dir)
-}
 
 /** A terminal chat process: lines go to its stdin, and its stdout is awaited by pattern. */
 class Chat {
@@ -78,7 +72,6 @@ function count (text: string, re: RegExp): number {
   return text.split('\n').filter((line) => re.test(line)).length
 }
 
-ensureChatBuild()
 
 t.test('two terminals of one visitor show one conversation, each message once', async (t) => {
   const h = await startBridge(t)

@@ -1,7 +1,7 @@
 import t from 'tap'
 import WebSocket from 'ws'
 import { BridgeClient, MemoryStorage, type ChatMessage } from '../../packages/client/src/index.js'
-import type { ProfileName } from '../../src/emulator/index.js'
+import type { ProfileName } from '../../dist/emulator/index.js'
 import { startBridge, TOKEN } from '../fixtures/bridge.js'
 
 const lines = (chat: ChatMessage[]): string[] => chat.map((m) => `${m.author}: ${m.text ?? ''}`)

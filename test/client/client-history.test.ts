@@ -4,11 +4,11 @@ import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
-import { buildApp } from '../../src/app.js'
-import { loadConfig } from '../../src/config.js'
+import { buildApp } from '../../dist/app.js'
+import { loadConfig } from '../../dist/config.js'
 import { BridgeClient, MemoryStorage, parseTimestamp, type BridgeClientOptions, type ChatMessage } from '../../packages/client/src/index.js'
 import { startBridge, TOKEN, until } from '../fixtures/bridge.js'
-import { browserSkip, ensureSdkBuild, keys, launchBrowser, pageErrors } from '../fixtures/browser.js'
+import { browserSkip, keys, launchBrowser, pageErrors } from '../fixtures/browser.js'
 
 /** A client of a bridge at `wsUrl`, closed with the test. */
 async function connect (t: Test, wsUrl: string, opts: Partial<BridgeClientOptions> = {}): Promise<BridgeClient> {
@@ -134,7 +134,6 @@ t.test('history() over real sockets: the platform\'s entries, newest first, as t
 })
 
 t.test('the demo page renders the platform\'s entries: the visitor\'s lines, the bot\'s buttons, the agent, a notice', { skip: browserSkip() }, async (t) => {
-  ensureSdkBuild()
   const upstream = await entryHistoryUpstream(t)
   const { httpUrl } = await bridgeOn(t, upstream.url, true)
   const browser = await launchBrowser(t)
@@ -153,9 +152,9 @@ t.test('the demo page renders the platform\'s entries: the visitor\'s lines, the
 
 t.test('the terminal chat\'s /history prints the conversation, one line per message', async (t) => {
   const h = await startBridge(t)
-  const chatTs = fileURLToPath(new URL('../../src/cli/chat.ts', import.meta.url))
-  // The loaders this test runs under, so that the child runs the TypeScript source as it is.
-  const chat = spawn(process.execPath, [...process.execArgv, chatTs], { env: { PATH: process.env.PATH, BRIDGE_URL: h.wsUrl }, stdio: ['pipe', 'pipe', 'pipe'] })
+  const chatJs = fileURLToPath(new URL('../../dist/cli/chat.js', import.meta.url))
+  // The built terminal chat, as `npm run chat` runs it.
+  const chat = spawn(process.execPath, [chatJs], { env: { PATH: process.env.PATH, BRIDGE_URL: h.wsUrl }, stdio: ['pipe', 'pipe', 'pipe'] })
   t.teardown(() => { chat.kill('SIGKILL') })
   let out = ''
   chat.stdout.on('data', (d: Buffer) => { out += d.toString() })

@@ -1,7 +1,7 @@
 import t from 'tap'
-import type { WelcomeFrame as ServerWelcome, EventFrame as ServerEvent, ResultFrame as ServerResult, ErrorFrame as ServerError } from '../../src/socket/protocol.js'
-import { SUBPROTOCOL as SERVER_SUBPROTOCOL } from '../../src/socket/protocol.js'
-import { CloseCode as ServerCloseCode, closeReason as serverCloseReason } from '../../src/socket/errors.js'
+import type { WelcomeFrame as ServerWelcome, EventFrame as ServerEvent, ResultFrame as ServerResult, ErrorFrame as ServerError } from '../../dist/socket/protocol.js'
+import { SUBPROTOCOL as SERVER_SUBPROTOCOL } from '../../dist/socket/protocol.js'
+import { CloseCode as ServerCloseCode, closeReason as serverCloseReason } from '../../dist/socket/errors.js'
 import {
   backoffDelay, slowDownDelay, closeAction, closeMeaning, CLOSE_CODES, MemoryStorage, SUBPROTOCOL,
   type KeyValueStorage, type WelcomeFrame, type EventFrame, type ResultFrame, type ErrorFrame

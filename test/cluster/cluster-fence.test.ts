@@ -1,8 +1,8 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { fenceOf, FeedStreams, instanceOf, type Bid } from '../../src/cluster/feed-stream.js'
-import { feedKeys } from '../../src/cluster/keys.js'
-import { Liveness } from '../../src/cluster/liveness.js'
+import { fenceOf, FeedStreams, instanceOf, type Bid } from '../../dist/cluster/feed-stream.js'
+import { feedKeys } from '../../dist/cluster/keys.js'
+import { Liveness } from '../../dist/cluster/liveness.js'
 import { agentReplies, clusterEnv, connectTab, ownerOf, redisSkip, roundRobin, SHARED_REDIS, startClusterEmulator, startInstances, uniquePrefix, type Instance } from '../fixtures/cluster.js'
 
 const skip = redisSkip()

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { feedKeys } from '../../src/cluster/keys.js'
+import { feedKeys } from '../../dist/cluster/keys.js'
 import { TOKEN } from '../fixtures/bridge.js'
 import { pollsHeld } from '../fixtures/waits.js'
 import { clusterEnv, redisSkip, SHARED_REDIS, socketOpener, startClusterEmulator, startInstances, type Instance } from '../fixtures/cluster.js'

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import type { Emulator } from '../../src/emulator/index.js'
-import type { RequestRecord } from '../../src/emulator/request-log.js'
+import type { Emulator } from '../../dist/emulator/index.js'
+import type { RequestRecord } from '../../dist/emulator/request-log.js'
 import { clusterEnv, connectTab, ownerOf, redisSkip, roundRobin, SHARED_REDIS, startClusterEmulator, startInstance, startInstances, Visitor, type Instance } from '../fixtures/cluster.js'
 
 /**

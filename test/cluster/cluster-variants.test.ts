@@ -1,5 +1,5 @@
 import t from 'tap'
-import { startEmulator } from '../../src/emulator/index.js'
+import { startEmulator } from '../../dist/emulator/index.js'
 import { TOKEN } from '../fixtures/bridge.js'
 import { clusterEnv, connectVisitors, redisSkip, startInstances, type Instance } from '../fixtures/cluster.js'
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { answerOf, botTurn } from '../../src/emulator/bot.js'
+import { answerOf, botTurn } from '../../dist/emulator/bot.js'
 
 t.test('every reply type shows up by keyword, each with a state', async t => {
   const cases: Array<[string, string]> = [

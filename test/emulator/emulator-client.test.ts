@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
-import type { ChatResponse } from '../../src/emulator/bot.js'
-import type { HistoryMessage } from '../../src/emulator/channel-store.js'
-import { startEmulator, type Emulator, type UpstreamEvent } from '../../src/emulator/index.js'
+import type { ChatResponse } from '../../dist/emulator/bot.js'
+import type { HistoryMessage } from '../../dist/emulator/channel-store.js'
+import { startEmulator, type Emulator, type UpstreamEvent } from '../../dist/emulator/index.js'
 
 const TOKEN = 'demo-token'
 

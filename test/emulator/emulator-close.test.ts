@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Agent, request } from 'undici'
-import { startEmulator } from '../../src/emulator/index.js'
+import { startEmulator } from '../../dist/emulator/index.js'
 
 const TOKEN = 'demo-token'
 const POLLS = 2_000

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { EventLog, MAX_EVENTS, ReadCursors, matchEvents } from '../../src/emulator/event-log.js'
-import { flagsOf } from '../../src/emulator/profiles.js'
+import { EventLog, MAX_EVENTS, ReadCursors, matchEvents } from '../../dist/emulator/event-log.js'
+import { flagsOf } from '../../dist/emulator/profiles.js'
 
 const agent = (n: number) => ({ type: 'agentResponse', event: { n } })
 const other = (n: number) => ({ type: 'stateUpdate', event: { n } })

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { startEmulator, type Emulator, type EmulatorOptions, type UpstreamEvent } from '../../src/emulator/index.js'
+import { startEmulator, type Emulator, type EmulatorOptions, type UpstreamEvent } from '../../dist/emulator/index.js'
 
 const TOKEN = 'demo-token'
 

@@ -1,8 +1,8 @@
 import t, { type Test } from 'tap'
-import type { ChatResponse } from '../../src/emulator/bot.js'
-import type { HistoryEntry } from '../../src/emulator/channel-store.js'
-import { PROFILES, parseProfiles, startEmulator, type Emulator, type EmulatorOptions, type ProfileName, type UpstreamEvent } from '../../src/emulator/index.js'
-import { chatRoutes } from '../../src/emulator/route-table.js'
+import type { ChatResponse } from '../../dist/emulator/bot.js'
+import type { HistoryEntry } from '../../dist/emulator/channel-store.js'
+import { PROFILES, parseProfiles, startEmulator, type Emulator, type EmulatorOptions, type ProfileName, type UpstreamEvent } from '../../dist/emulator/index.js'
+import { chatRoutes } from '../../dist/emulator/route-table.js'
 
 const TOKEN = 'demo-token'
 const WITH_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}$/

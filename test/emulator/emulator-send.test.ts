@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
-import type { ChatResponse } from '../../src/emulator/bot.js'
-import type { ErrorBody } from '../../src/emulator/emulator-error.js'
-import { startEmulator, type Emulator, type EmulatorOptions, type UpstreamEvent } from '../../src/emulator/index.js'
+import type { ChatResponse } from '../../dist/emulator/bot.js'
+import type { ErrorBody } from '../../dist/emulator/emulator-error.js'
+import { startEmulator, type Emulator, type EmulatorOptions, type UpstreamEvent } from '../../dist/emulator/index.js'
 
 async function start (t: Test, options: EmulatorOptions = {}): Promise<Emulator> {
   const emulator = await startEmulator(options)

@@ -1,9 +1,9 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import type { ChatResponse } from '../../src/emulator/bot.js'
-import type { HistoryMessage } from '../../src/emulator/channel-store.js'
-import { startEmulator, type Emulator, type EmulatorOptions, type UpstreamEvent } from '../../src/emulator/index.js'
+import type { ChatResponse } from '../../dist/emulator/bot.js'
+import type { HistoryMessage } from '../../dist/emulator/channel-store.js'
+import { startEmulator, type Emulator, type EmulatorOptions, type UpstreamEvent } from '../../dist/emulator/index.js'
 import { pollsHeld } from '../fixtures/waits.js'
 
 const TOKEN = 'demo-token'

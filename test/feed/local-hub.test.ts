@@ -1,10 +1,10 @@
 import t from 'tap'
-import { CursorCodec, eventHash, type StreamPosition } from '../../src/feed/cursor.js'
-import type { FeedEvent } from '../../src/feed/event.js'
-import type { FeedKey, FeedSource, FeedSourceOptions, Subscriber } from '../../src/feed/hub.js'
-import { LocalHub } from '../../src/feed/local-hub.js'
-import { ChannelTraits } from '../../src/upstream/traits.js'
-import type { ChatApi } from '../../src/upstream/chat-api.js'
+import { CursorCodec, eventHash, type StreamPosition } from '../../dist/feed/cursor.js'
+import type { FeedEvent } from '../../dist/feed/event.js'
+import type { FeedKey, FeedSource, FeedSourceOptions, Subscriber } from '../../dist/feed/hub.js'
+import { LocalHub } from '../../dist/feed/local-hub.js'
+import { ChannelTraits } from '../../dist/upstream/traits.js'
+import type { ChatApi } from '../../dist/upstream/chat-api.js'
 
 // The local hub and its feeds on their own: a hand-driven source stands for the upstream and plain objects
 // for the sockets, so fan-out, back-pressure, linger and resumes from memory are checked without a socket.

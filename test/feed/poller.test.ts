@@ -1,10 +1,10 @@
 import t from 'tap'
-import { Poller, type PollerSink } from '../../src/feed/poller.js'
-import type { FeedEvent } from '../../src/feed/event.js'
-import { ChannelTraits } from '../../src/upstream/traits.js'
-import type { PollUpstream } from '../../src/upstream/poll-upstream.js'
-import type { CursorPosition } from '../../src/feed/cursor.js'
-import { BridgeError, ErrorCode } from '../../src/socket/errors.js'
+import { Poller, type PollerSink } from '../../dist/feed/poller.js'
+import type { FeedEvent } from '../../dist/feed/event.js'
+import { ChannelTraits } from '../../dist/upstream/traits.js'
+import type { PollUpstream } from '../../dist/upstream/poll-upstream.js'
+import type { CursorPosition } from '../../dist/feed/cursor.js'
+import { BridgeError, ErrorCode } from '../../dist/socket/errors.js'
 
 /** A scripted upstream: each poll takes the next answer; `ts` asked is recorded. */
 function scripted (answers: Array<Array<Record<string, unknown>> | BridgeError>) {
@@ -108,7 +108,7 @@ t.test('starting from a cursor skips through its event, or reports a gap', async
   const T = '2026-01-01T00:00:00.100'
   const ms = Date.parse(T + 'Z')
   const first = ev(T, 'a')
-  const { eventHash } = await import('../../src/feed/cursor.js')
+  const { eventHash } = await import('../../dist/feed/cursor.js')
   const hash = eventHash(JSON.stringify(first))
   const s = scripted([[first, ev(T, 'b'), ev('2026-01-01T00:00:00.200', 'c')]])
   const got: string[] = []

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join, posix, relative, sep } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { ConfigSchema, loadConfig } from '../../src/config.js'
+import { ConfigSchema, loadConfig } from '../../dist/config.js'
 import { copyOf, envOf, execForm, ignoredBy, lastOf, parseDockerfile, parseStages, runCommand, type Stage } from '../fixtures/dockerfile.js'
 import { TestClient } from '../fixtures/ws-client.js'
 

@@ -1,8 +1,8 @@
 import t, { type Test } from 'tap'
 import { SignJWT, type JWTPayload } from 'jose'
 import { startBridge, type Harness } from '../fixtures/bridge.js'
-import { AuthError, JwtAuth } from '../../src/socket/auth.js'
-import type { RequestRecord } from '../../src/emulator/request-log.js'
+import { AuthError, JwtAuth } from '../../dist/socket/auth.js'
+import type { RequestRecord } from '../../dist/emulator/request-log.js'
 
 const SECRET = 'jwt-secret-for-tests-0123456789'
 const KEY = new TextEncoder().encode(SECRET)

@@ -3,9 +3,9 @@ import { SignJWT } from 'jose'
 import { startBridge, TOKEN, until, type Harness } from '../fixtures/bridge.js'
 import { pollsHeldAtLeast } from '../fixtures/waits.js'
 import type { Frame, TestClient } from '../fixtures/ws-client.js'
-import { ExpirySchedule, type Expiring } from '../../src/socket/expiry-schedule.js'
-import { refreshCredential } from '../../src/socket/credential-refresh.js'
-import type { Authenticator } from '../../src/socket/auth.js'
+import { ExpirySchedule, type Expiring } from '../../dist/socket/expiry-schedule.js'
+import { refreshCredential } from '../../dist/socket/credential-refresh.js'
+import type { Authenticator } from '../../dist/socket/auth.js'
 
 const SECRET = 'jwt-secret-for-refresh-tests-0123'
 const JWT_ENV = { AUTH_MODE: 'jwt', JWT_SECRET: SECRET }

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { idOf, readFrame, requestProblem } from '../../src/socket/inbound.js'
-import type { RequestFrame } from '../../src/socket/protocol.js'
+import { idOf, readFrame, requestProblem } from '../../dist/socket/inbound.js'
+import type { RequestFrame } from '../../dist/socket/protocol.js'
 
 // What a session makes of a client's text frame, before any socket is involved.
 

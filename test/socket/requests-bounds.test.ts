@@ -3,10 +3,10 @@ import { createServer, request as httpRequest, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { startBridge, startBridgeOn, TOKEN, until, type Harness } from '../fixtures/bridge.js'
 import type { Frame, TestClient } from '../fixtures/ws-client.js'
-import { startEmulator, type Emulator } from '../../src/emulator/index.js'
-import { MemoryResultCache, Requests } from '../../src/socket/requests.js'
-import { ChatApi } from '../../src/upstream/chat-api.js'
-import { clientKey } from '../../src/lib/client-key.js'
+import { startEmulator, type Emulator } from '../../dist/emulator/index.js'
+import { MemoryResultCache, Requests } from '../../dist/socket/requests.js'
+import { ChatApi } from '../../dist/upstream/chat-api.js'
+import { clientKey } from '../../dist/lib/client-key.js'
 
 // The request path under load from one client: its share of the upstream connections, of the
 // send queue, of the time a request may take and of the result cache; and one request refused

@@ -1,8 +1,8 @@
 import t from 'tap'
-import { BridgeError, ErrorCode } from '../../src/socket/errors.js'
-import { Requests } from '../../src/socket/requests.js'
-import type { UpstreamCall } from '../../src/upstream/calls.js'
-import type { ChatApi } from '../../src/upstream/chat-api.js'
+import { BridgeError, ErrorCode } from '../../dist/socket/errors.js'
+import { Requests } from '../../dist/socket/requests.js'
+import type { UpstreamCall } from '../../dist/upstream/calls.js'
+import type { ChatApi } from '../../dist/upstream/chat-api.js'
 
 // Requests on their own, over an upstream stand-in: one result per id, resends answered from the cache,
 // the sends of a client one at a time, and failures that a retry could change never kept.

@@ -1,7 +1,7 @@
 import t from 'tap'
-import { isDotSegment, maskToken, pathSegment, tokenPath } from '../../src/upstream/json.js'
-import { callFor } from '../../src/upstream/calls.js'
-import { BridgeError } from '../../src/socket/errors.js'
+import { isDotSegment, maskToken, pathSegment, tokenPath } from '../../dist/upstream/json.js'
+import { callFor } from '../../dist/upstream/calls.js'
+import { BridgeError } from '../../dist/socket/errors.js'
 
 t.test('pathSegment refuses what would be no name and encodes the rest', async (t) => {
   for (const value of ['.', '..', '']) {

@@ -1,9 +1,9 @@
 import t from 'tap'
 import { startBridge, TOKEN, until } from '../fixtures/bridge.js'
 import { pollsHeld } from '../fixtures/waits.js'
-import { buildApp } from '../../src/app.js'
-import { loadConfig } from '../../src/config.js'
-import { startEmulator, type Fault } from '../../src/emulator/index.js'
+import { buildApp } from '../../dist/app.js'
+import { loadConfig } from '../../dist/config.js'
+import { startEmulator, type Fault } from '../../dist/emulator/index.js'
 import { openClient } from '../fixtures/ws-client.js'
 
 const FAST = { BACKOFF_BASE_MS: '5', BACKOFF_MAX_MS: '40', POLL_TIMEOUT_MS: '1000', REQUEST_TIMEOUT_MS: '400' }

@@ -2,7 +2,7 @@ import t from 'tap'
 import { request } from 'undici'
 import { startBridge, TOKEN, until, type Harness } from '../fixtures/bridge.js'
 import { pollsHeld } from '../fixtures/waits.js'
-import type { Fault } from '../../src/emulator/index.js'
+import type { Fault } from '../../dist/emulator/index.js'
 import type { TestClient } from '../fixtures/ws-client.js'
 
 const H2C = { UPSTREAM_HTTP2: 'h2c', POLL_STARTS_PER_S: '10000', UPSTREAM_STREAMS: '100' }

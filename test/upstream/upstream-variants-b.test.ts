@@ -1,5 +1,5 @@
 import t from 'tap'
-import type { ProfileName } from '../../src/emulator/index.js'
+import type { ProfileName } from '../../dist/emulator/index.js'
 import { coreScenarios } from '../fixtures/variants.js'
 
 // The core scenarios against readings of the Chat API that public evidence allows (see test/fixtures/variants.ts).
