@@ -39,6 +39,7 @@ export const ConfigSchema = Type.Object({
     default: 'auto', description: '"auto" (pretty lines when standard output is a terminal, JSON lines otherwise), "json" or "pretty"'
   }),
   POLL_LINGER_MS: Ms(30_000, 0, 'how long an upstream poll outlives its last socket'),
+  HANDOFF_FILE: Type.Optional(Type.String({ minLength: 1, description: 'file through which a graceful stop hands its connections\' recent events to the next start, so that sockets resume from memory at once after a restart; it holds conversations (written 0600, read once and deleted); not used with REDIS_URL or webhooks' })),
   POLL_TIMEOUT_MS: Ms(40_000, 1000, 'longest wait for one upstream /events answer (longer than the upstream hold)'),
   REQUEST_TIMEOUT_MS: Ms(15_000, 100, 'longest wait for one upstream request'),
   UPSTREAM_HTTP2: Type.Union([Type.Literal('auto'), Type.Literal('h2c'), Type.Literal('off')], {

@@ -5,6 +5,9 @@ export interface HealthLog {
   info: (obj: object, msg: string) => void
 }
 
+/** How long after Redis became available a failed command is checked with a ping before it counts. */
+const RECOVERY_GRACE_MS = 2000
+
 /**
  * Whether Redis answers: every connection is ready and the last command did
  * not fail. Told of each command's outcome by the code that runs it, so a
@@ -21,6 +24,9 @@ export class RedisHealth {
   private downSince: number | undefined = Date.now()
   private closed = false
   private readonly probe: NodeJS.Timeout
+  /** When Redis last became available, and whether a ping is deciding on a failure seen soon after. */
+  private upAt = 0
+  private confirming = false
   /** Times Redis became unavailable since start. */
   outages = 0
 
@@ -72,6 +78,22 @@ export class RedisHealth {
 
   failed (err: unknown): void {
     this.lastError = err
+    if (this.failing || this.confirming) return
+    // Right after a recovery, a command sent before it may still fail (cut with the old connection, or timed
+    // out while Redis was away): a ping on the new connections decides whether Redis is down again.
+    if (this.state && Date.now() - this.upAt < RECOVERY_GRACE_MS) {
+      this.confirming = true
+      ;(this.clients[0] as RedisClient).ping().then(() => { this.confirming = false }, (e: unknown) => {
+        this.confirming = false
+        this.fail(e)
+      })
+      return
+    }
+    this.fail(err)
+  }
+
+  private fail (err: unknown): void {
+    this.lastError = err
     if (this.failing) return
     this.failing = true
     this.update()
@@ -83,6 +105,7 @@ export class RedisHealth {
     if (up === this.state) return
     this.state = up
     if (up) {
+      this.upAt = Date.now()
       const downMs = this.downSince === undefined ? 0 : Date.now() - this.downSince
       this.downSince = undefined
       this.log.info({ downMs }, 'Redis is available')

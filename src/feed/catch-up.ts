@@ -1,6 +1,6 @@
 import type { CursorPosition } from './cursor.js'
 import { UPSTREAM_PAGE, parseAnswer, samePoll, type FeedEvent } from './event.js'
-import type { FeedKey } from './hub.js'
+import { FeedLimitError, type FeedKey } from './hub.js'
 import type { ChatApi } from '../upstream/chat-api.js'
 
 /** Answers read back from the upstream for one catch-up, at most. */
@@ -9,6 +9,23 @@ const PAGES = 8
 export const CURSOR_GONE = 'the event of this cursor is no longer kept upstream'
 export const TOO_FAR_BACK = 'the upstream could not be read back that far'
 export const UNREADABLE = 'the upstream could not be read to catch up'
+export const OLDER_THAN_KEPT = 'cursor is older than the events kept for this connection'
+
+/**
+ * Resumes from before memory that read the upstream again, per client: a
+ * few at once (tabs coming back together), then one every few seconds, so
+ * that hellos cannot turn into a stream of upstream reads.
+ */
+export const CATCH_UPS_BURST = 4
+export const CATCH_UPS_PER_S = 0.2
+
+/** A client asked for more upstream catch-up reads than it may: the socket is told to try again later. */
+export class CatchUpLimitError extends FeedLimitError {
+  constructor () {
+    super()
+    this.message = 'too many resumes from older cursors; try again later'
+  }
+}
 
 /** Where a catch-up ends: before an event (not included), or through one (included); neither reads to the newest. */
 export interface CatchUpEnd {

@@ -6,6 +6,7 @@ import type { Log } from '../lib/log.js'
 import type { MailboxEntry } from '../webhook/mailbox.js'
 import { answerId, type Echoes } from '../webhook/echoes.js'
 import type { ClientFeeds, SharedText } from './client-feeds.js'
+import type { HandedEvent } from './handoff.js'
 
 /** What every feed of a hub shares, and how a feed tells its hub that it ended. */
 export interface FeedHost {
@@ -81,6 +82,10 @@ export class Feed implements FeedSourceOptions, PollerSink, Log {
   private settle: ((o: SubscribeResult) => void) | undefined
   /** The feed's child logger, made on its first line: most feeds never log. */
   private child: Log | undefined
+  /** Handed over by the previous process and not yet taken by a socket: its poll has not started. */
+  dormant = false
+  /** Resumes were answered from what was handed over, before the upstream confirmed the position. */
+  private handedOver = false
 
   /**
    * A new feed (no `resume`) starts at `upstreamNow`, the upstream's time as
@@ -114,13 +119,44 @@ export class Feed implements FeedSourceOptions, PollerSink, Log {
 
   onEvents (events: FeedEvent[]): void { this.publish(events) }
   onFatal (err?: { message: string }): void { this.host.rejectChannel(this.key.channel, err?.message) }
-  onStart (outcome: SubscribeResult): void { this.settle?.(outcome) }
+  onStart (outcome: SubscribeResult): void {
+    // A handed-over feed told its sockets they resumed; if the upstream no longer has its position, they must resume again.
+    if (this.handedOver && !outcome.resumed) this.host.lose(this)
+    this.handedOver = false
+    this.settle?.(outcome)
+  }
   onListening (): void {
     this.listening = undefined
     this.heard?.()
     this.heard = undefined
   }
   onGap (): void { this.host.lose(this) }
+
+  /**
+   * Takes the events a previous process kept for this connection (the feed
+   * was made at the last one's position): resumes are served from them, and
+   * the upstream is known to have seen the connection. The poll starts when
+   * a socket takes the feed.
+   */
+  warm (events: HandedEvent[]): void {
+    this.starting = undefined
+    this.settle = undefined
+    this.onListening()
+    this.dormant = true
+    this.handedOver = true
+    for (const e of events) {
+      const pos = { poll: e.pos.poll, webhook: e.pos.webhook }
+      const textKey = 'p' + (pos.poll?.hash ?? '')
+      this.recent.push({ seq: ++this.seq, kind: 'poll', pos, before: { poll: e.before.poll, webhook: e.before.webhook }, ts: e.ts, text: this.client.hold(textKey, e.json), textKey })
+      this.pos = pos
+    }
+  }
+
+  /** What the next process needs to resume this feed from memory; undefined when it has nothing to give. */
+  handover (): HandedEvent[] | undefined {
+    if (this.recent.length === 0 || this.recent.some((e) => e.kind !== 'poll')) return undefined
+    return this.recent.map((e) => ({ ts: e.ts, pos: e.pos, before: e.before, json: e.text.json }))
+  }
 
   /** The seq of the last frame in memory that a position covers, if memory reaches back to it. */
   seqAt (pos: StreamPosition): number | undefined {
@@ -247,4 +283,23 @@ export class Feed implements FeedSourceOptions, PollerSink, Log {
     if (anyReady) this.source.resume()
     else this.source.pause()
   }
+}
+
+/**
+ * The events a client's feeds delivered already, stamped within a new
+ * connection's starting step [`from`, `to`): a connection that starts at a
+ * time can share that step with events that came before it began, and those
+ * are not its events. What is stamped after that step came after it began,
+ * so a resume from its welcome cursor is owed it, even where another tab of
+ * the client had it already.
+ */
+export function deliveredAround (feeds: Iterable<Feed>, from: number, to: number): CursorPosition[] | undefined {
+  let out: CursorPosition[] | undefined
+  for (const f of feeds) {
+    for (const e of f.recent) {
+      const at = e.pos.poll
+      if (e.kind === 'poll' && at !== undefined && at.ts >= from && at.ts < to) (out ??= []).push(at)
+    }
+  }
+  return out
 }

@@ -1,7 +1,8 @@
-import { samePosition, type CursorCodec, type CursorPosition, type StreamPosition } from './cursor.js'
-import { readAfter } from './catch-up.js'
+import { samePosition, type CursorCodec, type StreamPosition } from './cursor.js'
+import { CATCH_UPS_BURST, CATCH_UPS_PER_S, CatchUpLimitError, OLDER_THAN_KEPT, readAfter } from './catch-up.js'
 import { samePoll, type FeedEvent } from './event.js'
-import { Feed, type FeedHost, type SubState } from './feed.js'
+import { deliveredAround, Feed, type FeedHost, type SubState } from './feed.js'
+import type { HandedFeed } from './handoff.js'
 import { ClientFeeds } from './client-feeds.js'
 import { clientKey } from '../lib/client-key.js'
 import { TokenBuckets } from '../lib/token-bucket.js'
@@ -40,23 +41,6 @@ export interface LocalHubOptions {
   source?: FeedSourceFactory | undefined
 }
 
-const OLDER_THAN_KEPT = 'cursor is older than the events kept for this connection'
-
-/**
- * Resumes from before memory that read the upstream again, per client: a
- * few at once (tabs coming back together), then one every few seconds, so
- * that hellos cannot turn into a stream of upstream reads.
- */
-const CATCH_UPS_BURST = 4
-const CATCH_UPS_PER_S = 0.2
-
-/** A client asked for more upstream catch-up reads than it may: the socket is told to try again later. */
-export class CatchUpLimitError extends FeedLimitError {
-  constructor () {
-    super()
-    this.message = 'too many resumes from older cursors; try again later'
-  }
-}
 const WEBHOOKS_NOT_KEPT = 'webhook events after this cursor are no longer kept'
 
 /** The in-process hub: one Poller per key, shared by every socket of the key. */
@@ -123,6 +107,15 @@ export class LocalHub implements Hub {
       return await this.waitStart(feed.starting.outcome)
     }
     this.stopLinger(feed)
+    if (feed.dormant) {
+      // A handed-over feed serves resumes; a new connection of the same cid starts afresh, from now.
+      if (resume === undefined) {
+        this.endFeed(id, feed)
+        return await this.subscribe(key, sub)
+      }
+      feed.dormant = false
+      feed.source.start()
+    }
     if (resume === undefined || samePosition(resume, feed.pos)) {
       const position = feed.pos
       feed.subs.set(sub, { lastSeq: feed.seq, behind: false })
@@ -165,6 +158,10 @@ export class LocalHub implements Hub {
     }
     // A feed without sockets keeps polling for a while, so that a quick reconnect resumes from memory.
     feed.source.resume()
+    this.lingerFor(id, feed)
+  }
+
+  private lingerFor (id: string, feed: Feed): void {
     feed.linger = setTimeout(() => {
       if (feed.subs.size === 0 && this.feeds.get(id) === feed) this.endFeed(id, feed)
     }, this.o.lingerMs)
@@ -200,6 +197,31 @@ export class LocalHub implements Hub {
     feed.replay(sub, state)
   }
 
+  /** What the next process needs to resume the feeds from memory (once no socket holds them). */
+  handover (): HandedFeed[] {
+    const out: HandedFeed[] = []
+    for (const feed of this.feeds.values()) {
+      const events = feed.handover()
+      if (events !== undefined) out.push({ key: feed.key, events })
+    }
+    return out
+  }
+
+  /** Feeds a previous process handed over: each lingers unpolled, until a socket resumes it or its linger ends. */
+  takeOver (handed: HandedFeed[]): number {
+    let n = 0
+    for (const h of handed) {
+      const id = feedId(h.key)
+      const last = h.events[h.events.length - 1] as HandedFeed['events'][number]
+      if (this.feeds.has(id) || !this.o.apis.has(h.key.channel) || this.feeds.size >= this.o.maxFeeds) continue
+      const feed = this.createFeed(id, h.key, { poll: last.pos.poll, webhook: last.pos.webhook }, false)
+      feed.warm(h.events)
+      this.lingerFor(id, feed)
+      n++
+    }
+    return n
+  }
+
   stats (): HubStats {
     let subscribers = 0
     let pausedFeeds = 0
@@ -214,7 +236,7 @@ export class LocalHub implements Hub {
     for (const [id, feed] of this.feeds) this.endFeed(id, feed)
   }
 
-  private createFeed (id: string, key: FeedKey, resume: StreamPosition | undefined): Feed {
+  private createFeed (id: string, key: FeedKey, resume: StreamPosition | undefined, start = true): Feed {
     const api = this.o.apis.get(key.channel)
     if (api === undefined) throw new Error(`no channel "${key.channel}"`)
     // Before the upstream has answered anything its clock is not known: the connection's start (ts 0) is
@@ -226,32 +248,13 @@ export class LocalHub implements Hub {
     if (client.feeds.size >= this.o.maxFeedsPerClient) this.giveWay(client.feeds)
     const feed = new Feed(this.host, client, id, key, resume, this.o.webhooks?.mailbox.mark() ?? 0, api.traits.upstreamNow() ?? 0)
     // From a millisecond early: while the upstream's bound is not known, "from S" is asked as S - 1.
-    if (feed.start.hash === '') feed.before = this.deliveredAround(client, feed.start.ts - 1, feed.start.ts + api.traits.granularity)
+    if (feed.start.hash === '') feed.before = deliveredAround(client.feeds, feed.start.ts - 1, feed.start.ts + api.traits.granularity)
     feed.source = this.source(feed)
     this.feeds.set(id, feed)
     client.feeds.add(feed)
     this.o.webhooks?.mailbox.watch?.(key.channel, key.clientId)
-    feed.source.start()
+    if (start) feed.source.start()
     return feed
-  }
-
-  /**
-   * The events the client's other feeds delivered already, stamped within
-   * the connection's starting step [`from`, `to`): a connection that starts
-   * at a time can share that step with events that came before it began,
-   * and those are not its events. What is stamped after that step came
-   * after it began, so a resume from its welcome cursor is owed it, even
-   * where another tab of the client had it already.
-   */
-  private deliveredAround (client: ClientFeeds<Feed>, from: number, to: number): CursorPosition[] | undefined {
-    let out: CursorPosition[] | undefined
-    for (const f of client.feeds) {
-      for (const e of f.recent) {
-        const at = e.pos.poll
-        if (e.kind === 'poll' && at !== undefined && at.ts >= from && at.ts < to) (out ??= []).push(at)
-      }
-    }
-    return out
   }
 
   private pollerFor (s: FeedSourceOptions): Poller {

@@ -1,3 +1,4 @@
+import { CURSOR_GONE } from './catch-up.js'
 import type { CursorPosition } from './cursor.js'
 import { EventWindow, UPSTREAM_PAGE, parseAnswer, type PolledEvent } from './event.js'
 import type { ChannelTraits } from '../upstream/traits.js'
@@ -54,6 +55,8 @@ export abstract class Timeline {
   protected recheckAt: number | undefined
   private lastFreshAt = 0
   private resumeHash: string | undefined
+  /** The `before` events not yet met in an answer: the stream is past each one it meets. */
+  private others: Set<string> | undefined
   /** A starting time taken from the upstream's Date header, not its stamps: our time then, to correct it by. */
   private provisional: number | undefined
   /** What the poll in flight (or the last one) asked, from which upstream time (as sent), and when. */
@@ -74,6 +77,7 @@ export abstract class Timeline {
     this.traits = traits
     this.top = start.ts
     for (const e of before) this.seen.add(e as PolledEvent)
+    if (before.length > 0) this.others = new Set(before.map((e) => e.hash))
     if (start.hash !== '') {
       // The first poll asks from the event's own time, to find it and what followed it there.
       this.resumeHash = start.hash
@@ -144,9 +148,17 @@ export abstract class Timeline {
     // Every event stamped up to `top` had been seen when top's step settled: one new there now was stored late.
     const proven = this.settled && this.atEvent ? this.top : undefined
     let stale = 0
+    let passed = false
     for (const ev of events) {
       if (this.seen.has(ev.hash)) {
         if (ev.untimed !== true) known.push(ev.ts)
+        // An event of before this connection began: not its own, but it is past it. Without moving on, every
+        // poll would ask from before it again, and be answered at once with it, until something new came.
+        if (this.others?.delete(ev.hash) === true && ev.untimed !== true && (!this.atEvent || ev.ts > this.top)) {
+          this.top = ev.ts
+          this.atEvent = true
+          passed = true
+        }
         continue
       }
       if (ev.untimed !== true && ev.ts < oldest) {
@@ -176,6 +188,10 @@ export abstract class Timeline {
       for (const ev of fresh) if (ev.untimed !== true && (this.floor === undefined || ev.ts < this.floor)) this.floor = ev.ts
       const after = traits.recheckAfter()
       if (after !== undefined && this.floor !== undefined) this.recheckAt = now + after
+    } else if (passed) {
+      // Past another connection's event, as after one of its own: its step must be proven complete first.
+      this.settled = false
+      this.receivedAt = full ? -Infinity : now
     } else {
       this.settledBy(elements.length, full, now)
     }
@@ -227,7 +243,7 @@ export abstract class Timeline {
     }
     this.atEvent = true
     if (at >= 0) this.started({ resumed: true })
-    else this.started({ resumed: false, gap: 'the event of this cursor is no longer kept upstream' })
+    else this.started({ resumed: false, gap: CURSOR_GONE })
   }
 
 }

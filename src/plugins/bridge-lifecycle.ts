@@ -16,7 +16,7 @@ export interface BridgeLifecycleOptions {
  * sockets get 1012, not a bare close.
  */
 export const bridgeLifecycle = rootPlugin('bridge-lifecycle', async (app, o: BridgeLifecycleOptions) => {
-  const { config, parts: { sessions, hub, requests, gate, cluster, metrics } } = o
+  const { config, parts: { sessions, hub, requests, gate, cluster, metrics, handoff } } = o
   const bridge = new Bridge({
     sessions,
     hub,
@@ -35,9 +35,14 @@ export const bridgeLifecycle = rootPlugin('bridge-lifecycle', async (app, o: Bri
     await sessions.closeAll(Math.min(config.SHUTDOWN_TIMEOUT_MS, 2000))
     upgrades.cut()
     gate.close()
+    // Every socket is closed, so every feed lingers: what it kept goes to the next start.
+    await handoff?.save()
     await hub.close()
   })
-  app.addHook('onReady', async () => { bridge.accept() })
+  app.addHook('onReady', async () => {
+    await handoff?.restore()
+    bridge.accept()
+  })
   if (cluster !== undefined) {
     app.addHook('onReady', async () => { await cluster.waitUp(Math.max(2000, config.REDIS_TIMEOUT_MS)) })
     app.addHook('onClose', async () => { await cluster.close() })

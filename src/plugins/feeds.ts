@@ -4,6 +4,7 @@ import { Cluster } from '../cluster/cluster.js'
 import { redisSettings } from '../cluster/redis.js'
 import type { CursorCodec } from '../feed/cursor.js'
 import type { Hub } from '../feed/hub.js'
+import { loadHandoff, saveHandoff } from '../feed/handoff.js'
 import { LocalHub } from '../feed/local-hub.js'
 import { PollGate } from '../feed/poll-gate.js'
 import type { ChatApi } from '../upstream/chat-api.js'
@@ -25,6 +26,14 @@ export interface Feeds {
   /** Where sockets subscribe: the local hub, or the cluster's hub in front of it. */
   hub: Hub
   webhooks: Webhooks | undefined
+  /** The restart handoff, when HANDOFF_FILE is set on a bridge on its own. */
+  handoff: Handoff | undefined
+}
+
+/** Hands the feeds over to the next process on a graceful stop, and takes them over at start. */
+export interface Handoff {
+  save: () => Promise<void>
+  restore: () => Promise<void>
 }
 
 export interface FeedsOptions {
@@ -57,7 +66,9 @@ function onPublish (metrics: Metrics | undefined): ((channel: string, ts: number
  */
 export function buildFeeds (app: FastifyInstance, config: Config, o: FeedsOptions): Feeds {
   const hubLog: FastifyBaseLogger = app.log.child({ component: 'hub' })
-  const gate = new PollGate(config.POLL_STARTS_PER_S, Math.max(1, Math.ceil(config.POLL_STARTS_PER_S)))
+  // A burst of one: new polls are spread evenly, so no second ever starts more than POLL_STARTS_PER_S (a burst
+  // the size of the rate let twice as many through in the first second of a storm).
+  const gate = new PollGate(config.POLL_STARTS_PER_S, 1)
   const redis = redisSettings(config)
   const cluster = redis === undefined
     ? undefined
@@ -87,5 +98,35 @@ export function buildFeeds (app: FastifyInstance, config: Config, o: FeedsOption
     webhooks,
     onPublish: onPublish(o.metrics)
   })
-  return { gate, cluster, hub: cluster === undefined ? local : cluster.hub(local), webhooks }
+  return { gate, cluster, hub: cluster === undefined ? local : cluster.hub(local), webhooks, handoff: handoffFor(app, config, local, cluster !== undefined, webhooks !== undefined) }
+}
+
+/**
+ * The restart handoff of a bridge on its own. A cluster's successor resumes
+ * from Redis instead, and webhook mail is kept in this process's memory, so
+ * positions in it would mean nothing to the next one.
+ */
+function handoffFor (app: FastifyInstance, config: Config, local: LocalHub, clustered: boolean, webhooks: boolean): Handoff | undefined {
+  const file = config.HANDOFF_FILE
+  if (file === undefined) return undefined
+  if (clustered || webhooks) {
+    app.log.warn({ file }, `HANDOFF_FILE is not used ${clustered ? 'with REDIS_URL (a successor resumes from Redis)' : 'while webhooks are on (their mail is kept in memory)'}`)
+    return undefined
+  }
+  const log = app.log.child({ component: 'handoff' })
+  return {
+    save: async () => {
+      const feeds = local.handover()
+      try {
+        await saveHandoff(file, feeds)
+        log.info({ file, feeds: feeds.length }, 'connections handed over to the next start')
+      } catch (err) {
+        log.warn({ err, file }, 'the handoff file could not be written; the next start resumes every connection from the upstream')
+      }
+    },
+    restore: async () => {
+      const feeds = await loadHandoff(file, config.POLL_LINGER_MS, log)
+      if (feeds.length > 0) log.info({ file, feeds: local.takeOver(feeds) }, 'connections taken over from the previous process')
+    }
+  }
 }

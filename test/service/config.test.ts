@@ -1,5 +1,5 @@
 import t from 'tap'
-import { ConfigError, channelWarnings, loadConfig, parseChannels, ConfigSchema } from '../../src/config.js'
+import { ConfigError, channelWarnings, loadConfig, parseChannels, ConfigSchema } from '../../dist/config.js'
 import { readFileSync } from 'node:fs'
 
 t.test('defaults', async (t) => {
