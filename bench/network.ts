@@ -23,13 +23,11 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { Client, Pool } from 'undici'
 import WebSocket from 'ws'
 import { ready, root, sleep, startBridge, startEmulator, startNode, TOKEN, until, type Proc } from './procs.js'
-import { fmt, ratio, summarize, table, type Summary } from './stats.js'
+import { fmt, ratio, rowTable, summarize, type Row, type Summary } from './stats.js'
 import { measureAccuracy, accuracyTable, type Accuracy, type TraceRecord } from './delay-proxy.js'
 
 const here = fileURLToPath(new URL('./', import.meta.url))
 const now = (): number => performance.timeOrigin + performance.now()
-
-export interface Row { figure: string, size: string, bridge: string, baseline: string, ratio: string, target: string }
 
 export interface NetworkOptions {
   full: boolean
@@ -368,7 +366,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   const log = (msg: string): void => { process.stderr.write(`[network ${new Date().toISOString().slice(11, 19)}] ${msg}\n`) }
   const started = Date.now()
   const { rows, figures } = await networkScenario({ full, log })
-  const text = table(['figure', 'size', 'bridge', 'baseline', 'ratio / added', 'target'], rows.map((r) => [r.figure, r.size, r.bridge, r.baseline, r.ratio, r.target]))
+  const text = rowTable(rows)
   process.stdout.write(`\n${text}\n\n`)
   const result = { when: new Date().toISOString(), node: process.version, mode: full ? 'full' : 'quick', seconds: (Date.now() - started) / 1000, table: rows, figures }
   const json = JSON.stringify(result, null, 2)

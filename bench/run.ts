@@ -4,7 +4,7 @@
  * baseline in the same run, prints a table and writes every figure to
  * bench/results/. See bench/README.md for what each figure means.
  *
- *   npm run bench                 quick sizes (under two minutes)
+ *   npm run bench                 quick sizes
  *   npm run bench -- --full       the sizes of the issue (100/1,000/5,000 and 1,000/5,000/10,000)
  *   npm run bench -- --only=latency,memory   some scenarios only
  *   npm run bench -- --upstream=h1           the bridge polls over HTTP/1.1 instead of h2c
@@ -12,20 +12,21 @@
  *   npm run bench -- --only=idle-cpu         the bridge's CPU with idle clients, against a bare ws server
  *   npm run bench -- --only=idle-cpu --idle-beat=25000 --profile   at the default heartbeat and hold, with a CPU profile
  *   npm run bench -- --only=idle-cpu --idle-clients=10000           one size, over h2c only
+ *   npm run bench -- --only=storm            reconnect storms (every socket dropped; the bridge restarted) against a bare ws server; --handoff=false restarts without HANDOFF_FILE, --drain-ms=N sets DRAIN_MS
+ *   npm run bench -- --only=network          a delayed network (userspace delay proxy): pushed events against direct polling
  */
 import { cpus, totalmem, release, loadavg } from 'node:os'
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { freePort, profileDuring, ready, root, sleep, startBridge, startEmulator, startLoadgen, startNode, TOKEN, topSelfTime, until, usage, type Proc, type SelfTime } from './procs.js'
-import { fmt, ratio, summarize, table, type Summary } from './stats.js'
+import { cliArgs, fmt, ratio, rowTable, summarize, type Row, type Summary } from './stats.js'
+import { stormScenario } from './storm.js'
+import { networkScenario } from './network.js'
 import type { Collected, Deflate, Shape, Side } from './loadgen.js'
 
 const here = fileURLToPath(new URL('./', import.meta.url))
 
-const args = new Map(process.argv.slice(2).map((a) => {
-  const [k, v] = a.replace(/^--/, '').split('=')
-  return [k as string, v ?? 'true']
-}))
+const args = cliArgs()
 const full = args.get('full') === 'true'
 const only = args.get('only')?.split(',')
 const upstream = args.get('upstream') === 'h1' ? 'h1' : 'h2c'
@@ -70,7 +71,6 @@ const settings = {
   idlePeriods: full ? 6 : 3
 }
 
-interface Row { figure: string, size: string, bridge: string, baseline: string, ratio: string, target: string }
 const rows: Row[] = []
 const figures: Record<string, unknown> = {}
 
@@ -685,7 +685,9 @@ const scenarios: Array<[string, () => Promise<void>]> = [
   ['throughput', throughputScenario],
   ['upstream', upstreamScenario],
   ['compression', compressionScenario],
-  ['idle-cpu', idleCpuScenario]
+  ['idle-cpu', idleCpuScenario],
+  ['storm', async () => { const out = await stormScenario({ full, log, handoff: args.get('handoff') !== 'false', drainMs: args.has('drain-ms') ? Number(args.get('drain-ms')) : undefined }); rows.push(...out.rows); figures.storm = out.figures }],
+  ['network', async () => { const out = await networkScenario({ full, log }); rows.push(...out.rows); figures.network = out.figures }]
 ]
 
 const started = Date.now()
@@ -701,7 +703,7 @@ for (const [name, fn] of scenarios) {
   }
 }
 
-const text = table(['figure', 'size', 'bridge', 'baseline', 'ratio / added', 'target'], rows.map((r) => [r.figure, r.size, r.bridge, r.baseline, r.ratio, r.target]))
+const text = rowTable(rows)
 process.stdout.write(`\n${text}\n\n`)
 const result = {
   when: new Date().toISOString(),

@@ -26,3 +26,19 @@ export function table (head: string[], rows: string[][]): string {
   const line = (cells: string[]): string => cells.map((c, i) => i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number)).join('  ')
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
 }
+
+/** One line of the bench's table: a figure, the size it was taken at, both sides, and how they compare. */
+export interface Row { figure: string, size: string, bridge: string, baseline: string, ratio: string, target: string }
+
+/** The table every bench command prints. */
+export function rowTable (rows: Row[]): string {
+  return table(['figure', 'size', 'bridge', 'baseline', 'ratio / added', 'target'], rows.map((r) => [r.figure, r.size, r.bridge, r.baseline, r.ratio, r.target]))
+}
+
+/** `--name=value` and bare `--flag` (as 'true') from the command line. */
+export function cliArgs (argv = process.argv.slice(2)): Map<string, string> {
+  return new Map(argv.map((a) => {
+    const [k, v] = a.replace(/^--/, '').split('=')
+    return [k as string, v ?? 'true']
+  }))
+}

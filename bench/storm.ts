@@ -15,16 +15,16 @@
  * clients (default 400: an event per client every 5 s at 2,000, every 12.5 s
  * at 5,000), each carrying the client's next sequence number.
  */
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, ready, root, sleep, startBridge, startNode, TOKEN, type Proc } from './procs.js'
-import { fmt, ratio, summarize, table, type Summary } from './stats.js'
+import { cliArgs, fmt, ratio, rowTable, summarize, type Row, type Summary } from './stats.js'
 import type { Settled, StormClient, StormStatus } from './storm-clients.js'
 import type { PollSample } from './storm-emulator.js'
 
 const here = fileURLToPath(new URL('./', import.meta.url))
-
-export interface Row { figure: string, size: string, bridge: string, baseline: string, ratio: string, target: string }
 
 export interface StormOptions {
   /** 5,000 clients instead of 2,000. */
@@ -33,6 +33,10 @@ export interface StormOptions {
   clients?: number
   /** Events published per second in all (default 400). */
   eventsPerS?: number
+  /** The restarted bridge takes its connections over from the stopped one through HANDOFF_FILE (default true). */
+  handoff?: boolean
+  /** The bridge's DRAIN_MS (default: its own default, 5 s). */
+  drainMs?: number
   log: (msg: string) => void
 }
 
@@ -110,10 +114,19 @@ async function bareWs (port: number): Promise<Proc & { ws: string }> {
   return Object.assign(p, { ws: `ws://127.0.0.1:${port}/` })
 }
 
+/** Where the stopped bridge hands its connections to the next one (HANDOFF_FILE), unless the run says --handoff=false. */
+const HANDOFF = join(tmpdir(), `chatapi-bridge-bench-handoff-${process.pid}`)
+
 /** The bridge with POLL_STARTS_PER_S at its default; the other settings as the rest of the bench has them (h2c polls). */
-async function stormBridge (emu: Emu, port: number): Promise<Proc & { ws: string }> {
-  return await startBridge('bridge', emu, { POLL_STARTS_PER_S: String(POLL_STARTS_PER_S) }, [], port)
+async function stormBridge (emu: Emu, port: number, o: BridgeSettings): Promise<Proc & { ws: string }> {
+  return await startBridge('bridge', emu, {
+    POLL_STARTS_PER_S: String(POLL_STARTS_PER_S),
+    ...(o.handoff ? { HANDOFF_FILE: HANDOFF } : {}),
+    ...(o.drainMs !== undefined ? { DRAIN_MS: String(o.drainMs) } : {})
+  }, [], port)
 }
+
+interface BridgeSettings { handoff: boolean, drainMs: number | undefined }
 
 async function exited (p: Proc, timeoutMs: number): Promise<void> {
   if (p.child.exitCode !== null || p.child.signalCode !== null) return
@@ -217,10 +230,10 @@ function figuresOf (kind: 'drop' | 'restart', per: StormClient[]): StormFigures 
 interface SideResult { drop: StormFigures, restart: StormFigures, settled?: Settled, connectS: number }
 
 /** Connect, warm up, drop storm, restart storm, settle: on the bridge (with `emu`) or on the bare server. */
-async function side (which: 'bridge' | 'bare', n: number, eventsPerS: number, log: (m: string) => void): Promise<SideResult> {
+async function side (which: 'bridge' | 'bare', n: number, eventsPerS: number, settings: BridgeSettings, log: (m: string) => void): Promise<SideResult> {
   const port = await freePort()
   const emu = which === 'bridge' ? await stormEmulator() : undefined
-  let server: Proc & { ws: string } = emu !== undefined ? await stormBridge(emu, port) : await bareWs(port)
+  let server: Proc & { ws: string } = emu !== undefined ? await stormBridge(emu, port, settings) : await bareWs(port)
   const gen = await stormClients()
   let sample: { stop: () => Promise<PollSample[]> } | undefined
   try {
@@ -253,7 +266,7 @@ async function side (which: 'bridge' | 'bare', n: number, eventsPerS: number, lo
     const oldExitedMs = Date.now() - restart.markedAt
     if (emu !== undefined) await emu.call({ cmd: 'mark' })
     const newStart = Date.now()
-    server = emu !== undefined ? await stormBridge(emu, port) : await bareWs(port)
+    server = emu !== undefined ? await stormBridge(emu, port, settings) : await bareWs(port)
     const readyMs = Date.now() - restart.markedAt
     const restartStatus = await allWelcomed(gen, n)
     const restartEnd = restartStatus.markedAt + restartStatus.sinceMarkMs
@@ -305,8 +318,10 @@ async function side (which: 'bridge' | 'bare', n: number, eventsPerS: number, lo
 export async function stormScenario (o: StormOptions): Promise<{ rows: Row[], figures: Record<string, unknown> }> {
   const n = o.clients ?? (o.full ? 5000 : 2000)
   const eventsPerS = o.eventsPerS ?? 400
-  const bridge = await side('bridge', n, eventsPerS, o.log)
-  const bare = await side('bare', n, eventsPerS, o.log)
+  const settings: BridgeSettings = { handoff: o.handoff ?? true, drainMs: o.drainMs }
+  const { handoff } = settings
+  const bridge = await side('bridge', n, eventsPerS, settings, o.log).finally(() => { rmSync(HANDOFF, { force: true }) })
+  const bare = await side('bare', n, eventsPerS, settings, o.log)
   const rows: Row[] = []
   const size = String(n)
   const ms3 = (s: Summary): string => `${fmt(s.p50, 0)} / ${fmt(s.p99, 0)} / ${fmt(s.max, 0)}`
@@ -319,7 +334,7 @@ export async function stormScenario (o: StormOptions): Promise<{ rows: Row[], fi
     if (kind === 'drop') {
       row('drop storm: all welcomed and resumed (s)', s(b.allWelcomedMs), `${s(a.allWelcomedMs)} bare ws`, x(b.allWelcomedMs, a.allWelcomedMs), n >= 5000 ? '<= 1 s' : '<= 1 s at 5,000')
     } else {
-      row('restart storm: all welcomed and resumed after SIGTERM (s)', s(b.allWelcomedMs), `${s(a.allWelcomedMs)} bare ws`, x(b.allWelcomedMs, a.allWelcomedMs), n >= 5000 ? '<= 10 s' : '<= 10 s at 5,000')
+      row(`restart storm: all welcomed and resumed after SIGTERM (s)${handoff ? ', HANDOFF_FILE' : ', no handoff'}${settings.drainMs !== undefined ? `, DRAIN_MS=${settings.drainMs}` : ''}`, s(b.allWelcomedMs), `${s(a.allWelcomedMs)} bare ws`, x(b.allWelcomedMs, a.allWelcomedMs), n >= 5000 ? '<= 10 s' : '<= 10 s at 5,000')
       row('  old process exited / new one ready after SIGTERM (s)', `${s(b.oldExitedMs ?? NaN)} / ${s(b.readyMs ?? NaN)}`, `${s(a.oldExitedMs ?? NaN)} / ${s(a.readyMs ?? NaN)}`, `closes by the old process p50/max ${s(b.closes?.p50 ?? NaN)} / ${s(b.closes?.max ?? NaN)} s`)
       row('  all welcomed after the new process was ready (s)', s(b.allWelcomedMs - (b.readyMs ?? NaN)), s(a.allWelcomedMs - (a.readyMs ?? NaN)), x(b.allWelcomedMs - (b.readyMs ?? NaN), a.allWelcomedMs - (a.readyMs ?? NaN)))
     }
@@ -341,22 +356,21 @@ export async function stormScenario (o: StormOptions): Promise<{ rows: Row[], fi
   if (st !== undefined) {
     row('events lost / doubled after both storms', `${st.lost} / ${st.doubled}`, '', `${st.published} published at ${eventsPerS}/s; ${st.outOfOrder} out of order, ${st.unsettled} unsettled`, '0 / 0')
   }
-  return { rows, figures: { clients: n, eventsPerS, eventEveryS: n / eventsPerS, jitterMs: JITTER_MS, pollStartsPerS: POLL_STARTS_PER_S, holdMs: HOLD_MS, bridge, bare } }
+  return { rows, figures: { clients: n, eventsPerS, handoff, drainMs: settings.drainMs, eventEveryS: n / eventsPerS, jitterMs: JITTER_MS, pollStartsPerS: POLL_STARTS_PER_S, holdMs: HOLD_MS, bridge, bare } }
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const args = new Map(process.argv.slice(2).map((a) => {
-    const [k, v] = a.replace(/^--/, '').split('=')
-    return [k as string, v ?? 'true']
-  }))
+  const args = cliArgs()
   const log = (msg: string): void => { process.stderr.write(`[storm ${new Date().toISOString().slice(11, 19)}] ${msg}\n`) }
   const out = await stormScenario({
     full: args.get('full') === 'true',
     clients: args.has('clients') ? Number(args.get('clients')) : undefined,
     eventsPerS: args.has('rate') ? Number(args.get('rate')) : undefined,
+    handoff: args.get('handoff') !== 'false',
+    drainMs: args.has('drain-ms') ? Number(args.get('drain-ms')) : undefined,
     log
   })
-  const text = table(['figure', 'size', 'bridge', 'baseline', 'ratio / added', 'target'], out.rows.map((r) => [r.figure, r.size, r.bridge, r.baseline, r.ratio, r.target]))
+  const text = rowTable(out.rows)
   process.stdout.write(`\n${text}\n\n${JSON.stringify(out, null, 2)}\n`)
   const dir = `${root}bench/results`
   mkdirSync(dir, { recursive: true })
