@@ -193,21 +193,27 @@ export abstract class Timeline {
       this.settled = false
       this.receivedAt = full ? -Infinity : now
     } else {
-      this.settledBy(elements.length, full, now)
+      this.settledBy(elements.length, full, full && !known.some((ts) => ts < this.top), now)
     }
     this.seen.prune(Math.max(traits.keepMs, this.floor === undefined ? 0 : this.top - this.floor + traits.granularity))
     return fresh
   }
 
-  /** An answer that brought nothing new: what it proves, by what it asked. */
-  private settledBy (length: number, full: boolean, now: number): void {
+  /**
+   * An answer that brought nothing new: what it proves, by what it asked.
+   * `onePage`: it is a full page that holds nothing stamped before `top`.
+   */
+  private settledBy (length: number, full: boolean, onePage: boolean, now: number): void {
     const traits = this.traits
     switch (this.ask) {
       case Ask.Settle:
         // Asked again from T after T's step was over, and nothing new: T is complete. (So is a full page
-        // of nothing new: asking by time cannot page through more than a page of one timestamp.)
-        this.settled = true
-        break
+        // of nothing new from T on: asking by time cannot page through more than a page of one timestamp.)
+        // But a full page that began before T (asked from T - 1 while the bound was not known) may end within
+        // T: it proves nothing. It showed the bound, inclusive, so the next ask begins at T itself; where the
+        // bound is still not known, asking again would bring the same page, and T is taken as complete.
+        if (!full || onePage || traits.inclusive !== true) this.settled = true
+        return
       case Ask.Recheck:
         traits.recheckClean()
         if (traits.lateStampMs > 0 && now - this.lastFreshAt < traits.recheckWindowMs) {

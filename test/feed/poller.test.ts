@@ -189,3 +189,33 @@ t.test('a busy conversation is never held back by the credit: the settle poll af
   await Promise.race([s.done, timer])
   t.same(got.map((e) => (JSON.parse(e.json) as { event: { text: string } }).event.text), ['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7'])
 })
+
+t.test('a full page of known events that began a millisecond early does not end its step: the rest of it comes', async (t) => {
+  // An inclusive server, 250 events a page, holding 200 events stamped A and 100 stamped A + 1. The first page
+  // ends within A + 1; the next asks from A + 1 as A (the bound is not known yet), which is a full page of events
+  // already taken. That proves nothing of A + 1: the rest of it (the last 50) must still be asked for.
+  const A = Date.parse('2026-01-01T00:00:00.100Z')
+  const stored = Array.from({ length: 300 }, (_, i) => ({ at: i < 200 ? A : A + 1, e: ev(new Date(i < 200 ? A : A + 1).toISOString().replace('Z', ''), `m${i}`) }))
+  const asked: number[] = []
+  let idle: (() => void) | undefined
+  const held = new Promise<void>((resolve) => { idle = resolve })
+  const upstream: PollUpstream = {
+    poll: (_q, ts, sink) => {
+      asked.push(ts as number)
+      const page = stored.filter((s) => s.at >= (ts as number)).slice(0, 250).map((s) => s.e)
+      if (page.length === 0) {
+        idle?.()
+        return { cancel: () => {} }
+      }
+      setImmediate(() => { sink.pollAnswered(page) })
+      return { cancel: () => {} }
+    }
+  }
+  const got: string[] = []
+  const p = make({ upstream }, { onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text as string)) }, { start: { ts: A - 10, hash: '' } })
+  p.start()
+  await Promise.race([held, new Promise((resolve) => setTimeout(resolve, 5000))])
+  p.stop()
+  t.same(got, stored.map((s) => (s.e.event as { text: string }).text), 'all 300, each once, in order')
+  t.ok(asked.includes(A + 1), `asked from A + 1 itself once the bound showed inclusive (asked ${asked.map((x) => x - A).join(', ')} from A)`)
+})
