@@ -219,3 +219,36 @@ t.test('a full page of known events that began a millisecond early does not end 
   t.same(got, stored.map((s) => (s.e.event as { text: string }).text), 'all 300, each once, in order')
   t.ok(asked.includes(A + 1), `asked from A + 1 itself once the bound showed inclusive (asked ${asked.map((x) => x - A).join(', ')} from A)`)
 })
+
+t.test('a connection that starts in the step of an event another connection had moves past it, and its poll is held', async (t) => {
+  // The client's other tab had `x`, stamped in this connection's starting millisecond: it is not this
+  // connection's, and every answer from that millisecond holds it. Asking from there again and again would be
+  // answered at once each time; the poll must move past it and wait.
+  const { eventHash } = await import('../../dist/feed/cursor.js')
+  const A = Date.parse('2026-01-01T00:00:00.100Z')
+  const x = ev(new Date(A).toISOString().replace('Z', ''), 'x')
+  const asked: number[] = []
+  let idle: (() => void) | undefined
+  const held = new Promise<void>((resolve) => { idle = resolve })
+  const upstream: PollUpstream = {
+    poll: (_q, ts, sink) => {
+      asked.push(ts as number)
+      if ((ts as number) > A || asked.length > 20) {
+        idle?.()
+        return { cancel: () => {} }
+      }
+      setImmediate(() => { sink.pollAnswered([x]) })
+      return { cancel: () => {} }
+    }
+  }
+  const got: string[] = []
+  const p = new Poller({ upstream, traits: new ChannelTraits(), backoff: { baseMs: 1, maxMs: 2 } }, Q,
+    { onEvents: (e) => got.push(...e.map((v) => JSON.parse(v.json).event.text as string)), onFatal: () => {}, log: quiet },
+    { ts: A, hash: '' }, [{ ts: A, hash: eventHash(JSON.stringify(x)) }])
+  p.start()
+  await held
+  p.stop()
+  t.same(got, [], 'the other connection\'s event is not delivered')
+  t.ok(asked.length <= 4, `a few polls, then one held past it (asked ${asked.map((v) => v - A).join(', ')} from A)`)
+  t.ok((asked.at(-1) as number) > A, 'the held poll asks from after it')
+})
