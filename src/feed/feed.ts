@@ -6,7 +6,7 @@ import type { Log } from '../lib/log.js'
 import type { MailboxEntry } from '../webhook/mailbox.js'
 import { answerId, type Echoes } from '../webhook/echoes.js'
 import type { ClientFeeds, SharedText } from './client-feeds.js'
-import type { HandedEvent } from './handoff.js'
+import { positionOf, type HandedEvent } from './handoff.js'
 
 /** What every feed of a hub shares, and how a feed tells its hub that it ended. */
 export interface FeedHost {
@@ -145,9 +145,9 @@ export class Feed implements FeedSourceOptions, PollerSink, Log {
     this.dormant = true
     this.handedOver = true
     for (const e of events) {
-      const pos = { poll: e.pos.poll, webhook: e.pos.webhook }
+      const pos = positionOf(e.pos)
       const textKey = 'p' + (pos.poll?.hash ?? '')
-      this.recent.push({ seq: ++this.seq, kind: 'poll', pos, before: { poll: e.before.poll, webhook: e.before.webhook }, ts: e.ts, text: this.client.hold(textKey, e.json), textKey })
+      this.recent.push({ seq: ++this.seq, kind: 'poll', pos, before: positionOf(e.before), ts: e.ts, text: this.client.hold(textKey, e.json), textKey })
       this.pos = pos
     }
   }

@@ -4,6 +4,7 @@ import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import type { StreamPosition } from './cursor.js'
 import type { FeedKey } from './hub.js'
 import type { Log } from '../lib/log.js'
 
@@ -32,6 +33,11 @@ const HandedFeedSchema = Type.Object({
 /** One feed as a process hands it over: its key and the events it kept, oldest first. */
 export type HandedFeed = Static<typeof HandedFeedSchema> & { key: FeedKey }
 export type HandedEvent = HandedFeed['events'][number]
+
+/** A position as read back: JSON has no `undefined`, so a position before any event comes without `poll`. */
+export function positionOf (p: Static<typeof Position>): StreamPosition {
+  return { poll: p.poll, webhook: p.webhook }
+}
 
 const Header = Type.Object({ handoff: Type.Literal(1), savedAt: Type.Number(), feeds: Type.Integer({ minimum: 0 }) })
 

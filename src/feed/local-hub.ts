@@ -2,7 +2,7 @@ import { samePosition, type CursorCodec, type StreamPosition } from './cursor.js
 import { CATCH_UPS_BURST, CATCH_UPS_PER_S, CatchUpLimitError, OLDER_THAN_KEPT, readAfter } from './catch-up.js'
 import { samePoll, type FeedEvent } from './event.js'
 import { deliveredAround, Feed, type FeedHost, type SubState } from './feed.js'
-import type { HandedFeed } from './handoff.js'
+import { positionOf, type HandedEvent, type HandedFeed } from './handoff.js'
 import { ClientFeeds } from './client-feeds.js'
 import { clientKey } from '../lib/client-key.js'
 import { TokenBuckets } from '../lib/token-bucket.js'
@@ -212,9 +212,9 @@ export class LocalHub implements Hub {
     let n = 0
     for (const h of handed) {
       const id = feedId(h.key)
-      const last = h.events[h.events.length - 1] as HandedFeed['events'][number]
+      const last = h.events[h.events.length - 1] as HandedEvent
       if (this.feeds.has(id) || !this.o.apis.has(h.key.channel) || this.feeds.size >= this.o.maxFeeds) continue
-      const feed = this.createFeed(id, h.key, { poll: last.pos.poll, webhook: last.pos.webhook }, false)
+      const feed = this.createFeed(id, h.key, positionOf(last.pos), false)
       feed.warm(h.events)
       this.lingerFor(id, feed)
       n++

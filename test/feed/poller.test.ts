@@ -35,8 +35,8 @@ function scripted (answers: Array<Array<Record<string, unknown>> | BridgeError>)
 
 const Q = { clientId: 'c1', cid: 'x1', all: true }
 
-function make (s: { upstream: PollUpstream }, sink: Partial<PollerSink>, o: { backoffMaxMs?: number, start?: CursorPosition, traits?: ChannelTraits } = {}): Poller {
-  return new Poller({ upstream: s.upstream, traits: o.traits ?? new ChannelTraits(), backoff: { baseMs: 1, maxMs: o.backoffMaxMs ?? 2 } }, Q, { onEvents: () => {}, onFatal: () => {}, log: quiet, ...sink }, o.start ?? { ts: 0, hash: '' })
+function make (s: { upstream: PollUpstream }, sink: Partial<PollerSink>, o: { backoffMaxMs?: number, start?: CursorPosition, before?: CursorPosition[], traits?: ChannelTraits } = {}): Poller {
+  return new Poller({ upstream: s.upstream, traits: o.traits ?? new ChannelTraits(), backoff: { baseMs: 1, maxMs: o.backoffMaxMs ?? 2 } }, Q, { onEvents: () => {}, onFatal: () => {}, log: quiet, ...sink }, o.start ?? { ts: 0, hash: '' }, o.before)
 }
 
 const ev = (iso: string, text: string): Record<string, unknown> => ({ type: 'agentResponse', event: { timestamp: iso, text } })
@@ -190,34 +190,48 @@ t.test('a busy conversation is never held back by the credit: the settle poll af
   t.same(got.map((e) => (JSON.parse(e.json) as { event: { text: string } }).event.text), ['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7'])
 })
 
-t.test('a full page of known events that began a millisecond early does not end its step: the rest of it comes', async (t) => {
-  // An inclusive server, 250 events a page, holding 200 events stamped A and 100 stamped A + 1. The first page
-  // ends within A + 1; the next asks from A + 1 as A (the bound is not known yet), which is a full page of events
-  // already taken. That proves nothing of A + 1: the rest of it (the last 50) must still be asked for.
-  const A = Date.parse('2026-01-01T00:00:00.100Z')
-  const stored = Array.from({ length: 300 }, (_, i) => ({ at: i < 200 ? A : A + 1, e: ev(new Date(i < 200 ? A : A + 1).toISOString().replace('Z', ''), `m${i}`) }))
+/** An event element stamped at `ms` (the upstream's local-time format, no zone). */
+const at = (ms: number, text: string): Record<string, unknown> => ev(new Date(ms).toISOString().replace('Z', ''), text)
+const textsOf = (events: FeedEvent[]): string[] => events.map((e) => (JSON.parse(e.json) as { event: { text: string } }).event.text)
+
+/**
+ * An upstream that answers each poll by its `ts` with `answer(ts)`, and holds
+ * the poll (answers nothing) when that is undefined; `held` resolves at the
+ * first poll it holds.
+ */
+function byTime (answer: (ts: number, polls: number) => Array<Record<string, unknown>> | undefined): { upstream: PollUpstream, asked: number[], held: Promise<void> } {
   const asked: number[] = []
   let idle: (() => void) | undefined
   const held = new Promise<void>((resolve) => { idle = resolve })
   const upstream: PollUpstream = {
     poll: (_q, ts, sink) => {
       asked.push(ts as number)
-      const page = stored.filter((s) => s.at >= (ts as number)).slice(0, 250).map((s) => s.e)
-      if (page.length === 0) {
-        idle?.()
-        return { cancel: () => {} }
-      }
-      setImmediate(() => { sink.pollAnswered(page) })
+      const page = answer(ts as number, asked.length)
+      if (page === undefined) idle?.()
+      else setImmediate(() => { sink.pollAnswered(page) })
       return { cancel: () => {} }
     }
   }
+  return { upstream, asked, held }
+}
+
+t.test('a full page of known events that began a millisecond early does not end its step: the rest of it comes', async (t) => {
+  // An inclusive server, 250 events a page, holding 200 events stamped A and 100 stamped A + 1. The first page
+  // ends within A + 1; the next asks from A + 1 as A (the bound is not known yet), which is a full page of events
+  // already taken. That proves nothing of A + 1: the rest of it (the last 50) must still be asked for.
+  const A = Date.parse('2026-01-01T00:00:00.100Z')
+  const stored = Array.from({ length: 300 }, (_, i) => ({ ts: i < 200 ? A : A + 1, e: at(i < 200 ? A : A + 1, `m${i}`) }))
+  const s = byTime((ts) => {
+    const page = stored.filter((x) => x.ts >= ts).slice(0, 250).map((x) => x.e)
+    return page.length > 0 ? page : undefined
+  })
   const got: string[] = []
-  const p = make({ upstream }, { onEvents: (e) => got.push(...e.map((x) => JSON.parse(x.json).event.text as string)) }, { start: { ts: A - 10, hash: '' } })
+  const p = make(s, { onEvents: (e) => got.push(...textsOf(e)) }, { start: { ts: A - 10, hash: '' } })
   p.start()
-  await Promise.race([held, new Promise((resolve) => setTimeout(resolve, 5000))])
+  await s.held
   p.stop()
-  t.same(got, stored.map((s) => (s.e.event as { text: string }).text), 'all 300, each once, in order')
-  t.ok(asked.includes(A + 1), `asked from A + 1 itself once the bound showed inclusive (asked ${asked.map((x) => x - A).join(', ')} from A)`)
+  t.same(got, stored.map((x) => (x.e.event as { text: string }).text), 'all 300, each once, in order')
+  t.ok(s.asked.includes(A + 1), `asked from A + 1 itself once the bound showed inclusive (asked ${s.asked.map((x) => x - A).join(', ')} from A)`)
 })
 
 t.test('a connection that starts in the step of an event another connection had moves past it, and its poll is held', async (t) => {
@@ -226,29 +240,14 @@ t.test('a connection that starts in the step of an event another connection had 
   // answered at once each time; the poll must move past it and wait.
   const { eventHash } = await import('../../dist/feed/cursor.js')
   const A = Date.parse('2026-01-01T00:00:00.100Z')
-  const x = ev(new Date(A).toISOString().replace('Z', ''), 'x')
-  const asked: number[] = []
-  let idle: (() => void) | undefined
-  const held = new Promise<void>((resolve) => { idle = resolve })
-  const upstream: PollUpstream = {
-    poll: (_q, ts, sink) => {
-      asked.push(ts as number)
-      if ((ts as number) > A || asked.length > 20) {
-        idle?.()
-        return { cancel: () => {} }
-      }
-      setImmediate(() => { sink.pollAnswered([x]) })
-      return { cancel: () => {} }
-    }
-  }
+  const x = at(A, 'x')
+  const s = byTime((ts, polls) => ts > A || polls > 20 ? undefined : [x])
   const got: string[] = []
-  const p = new Poller({ upstream, traits: new ChannelTraits(), backoff: { baseMs: 1, maxMs: 2 } }, Q,
-    { onEvents: (e) => got.push(...e.map((v) => JSON.parse(v.json).event.text as string)), onFatal: () => {}, log: quiet },
-    { ts: A, hash: '' }, [{ ts: A, hash: eventHash(JSON.stringify(x)) }])
+  const p = make(s, { onEvents: (e) => got.push(...textsOf(e)) }, { start: { ts: A, hash: '' }, before: [{ ts: A, hash: eventHash(JSON.stringify(x)) }] })
   p.start()
-  await held
+  await s.held
   p.stop()
   t.same(got, [], 'the other connection\'s event is not delivered')
-  t.ok(asked.length <= 4, `a few polls, then one held past it (asked ${asked.map((v) => v - A).join(', ')} from A)`)
-  t.ok((asked.at(-1) as number) > A, 'the held poll asks from after it')
+  t.ok(s.asked.length <= 4, `a few polls, then one held past it (asked ${s.asked.map((v) => v - A).join(', ')} from A)`)
+  t.ok((s.asked.at(-1) as number) > A, 'the held poll asks from after it')
 })
