@@ -12,7 +12,7 @@
  *   npm run bench -- --only=idle-cpu         the bridge's CPU with idle clients, against a bare ws server
  *   npm run bench -- --only=idle-cpu --idle-beat=25000 --profile   at the default heartbeat and hold, with a CPU profile
  *   npm run bench -- --only=idle-cpu --idle-clients=10000           one size, over h2c only
- *   npm run bench -- --only=storm            reconnect storms (every socket dropped; the bridge restarted) against a bare ws server; --handoff=false restarts without HANDOFF_FILE, --drain-ms=N sets DRAIN_MS
+ *   npm run bench -- --only=storm            reconnect storms (every socket dropped; the bridge restarted) against a bare ws server; --handoff=false restarts without HANDOFF_FILE, --drain-ms=N sets DRAIN_MS, --clients=N and --rate=R
  *   npm run bench -- --only=network          a delayed network (userspace delay proxy): pushed events against direct polling
  */
 import { cpus, totalmem, release, loadavg } from 'node:os'
@@ -20,7 +20,7 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { freePort, profileDuring, ready, root, sleep, startBridge, startEmulator, startLoadgen, startNode, TOKEN, topSelfTime, until, usage, type Proc, type SelfTime } from './procs.js'
 import { cliArgs, fmt, ratio, rowTable, summarize, type Row, type Summary } from './stats.js'
-import { stormScenario } from './storm.js'
+import { stormArgs, stormScenario } from './storm.js'
 import { networkScenario } from './network.js'
 import type { Collected, Deflate, Shape, Side } from './loadgen.js'
 
@@ -686,7 +686,7 @@ const scenarios: Array<[string, () => Promise<void>]> = [
   ['upstream', upstreamScenario],
   ['compression', compressionScenario],
   ['idle-cpu', idleCpuScenario],
-  ['storm', async () => { const out = await stormScenario({ full, log, handoff: args.get('handoff') !== 'false', drainMs: args.has('drain-ms') ? Number(args.get('drain-ms')) : undefined }); rows.push(...out.rows); figures.storm = out.figures }],
+  ['storm', async () => { const out = await stormScenario({ full, log, ...stormArgs(args) }); rows.push(...out.rows); figures.storm = out.figures }],
   ['network', async () => { const out = await networkScenario({ full, log }); rows.push(...out.rows); figures.network = out.figures }]
 ]
 

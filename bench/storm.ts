@@ -315,6 +315,12 @@ async function side (which: 'bridge' | 'bare', n: number, eventsPerS: number, se
   }
 }
 
+/** The storm's own options from the command line: --clients, --rate, --handoff=false, --drain-ms. */
+export function stormArgs (args: Map<string, string>): Pick<StormOptions, 'clients' | 'eventsPerS' | 'handoff' | 'drainMs'> {
+  const num = (name: string): number | undefined => args.has(name) ? Number(args.get(name)) : undefined
+  return { clients: num('clients'), eventsPerS: num('rate'), handoff: args.get('handoff') !== 'false', drainMs: num('drain-ms') }
+}
+
 export async function stormScenario (o: StormOptions): Promise<{ rows: Row[], figures: Record<string, unknown> }> {
   const n = o.clients ?? (o.full ? 5000 : 2000)
   const eventsPerS = o.eventsPerS ?? 400
@@ -362,14 +368,7 @@ export async function stormScenario (o: StormOptions): Promise<{ rows: Row[], fi
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
   const args = cliArgs()
   const log = (msg: string): void => { process.stderr.write(`[storm ${new Date().toISOString().slice(11, 19)}] ${msg}\n`) }
-  const out = await stormScenario({
-    full: args.get('full') === 'true',
-    clients: args.has('clients') ? Number(args.get('clients')) : undefined,
-    eventsPerS: args.has('rate') ? Number(args.get('rate')) : undefined,
-    handoff: args.get('handoff') !== 'false',
-    drainMs: args.has('drain-ms') ? Number(args.get('drain-ms')) : undefined,
-    log
-  })
+  const out = await stormScenario({ full: args.get('full') === 'true', ...stormArgs(args), log })
   const text = rowTable(out.rows)
   process.stdout.write(`\n${text}\n\n${JSON.stringify(out, null, 2)}\n`)
   const dir = `${root}bench/results`

@@ -2,20 +2,13 @@
 // Fails when a file of src/ or of the SDK's packages/client/src reaches itself through its relative
 // imports, type imports included: a cycle of types still ties the modules into one knot. Run by
 // `npm run lint`. The two trees meet only through the package's name, never by a relative path.
-import { readFileSync, readdirSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import ts from 'typescript'
+import { sources } from './sources.mjs'
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..')
 const trees = ['src', 'packages/client/src']
-
-function sources (dir) {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((d) => {
-    const p = join(dir, d.name)
-    if (d.isDirectory()) return sources(p)
-    return d.name.endsWith('.ts') ? [p] : []
-  })
-}
 
 const files = trees.flatMap((t) => sources(join(root, t)))
 const known = new Set(files)

@@ -5,21 +5,14 @@
 // every file older than its source is transpiled again here (no type check:
 // the build and `npm run typecheck` do that). A missing dist/ means no build
 // at all: that one is left to `npm run build`, which writes the declarations too.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import ts from 'typescript'
+import { sources } from './sources.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const trees = [['src', 'dist'], ['packages/client/src', 'packages/client/dist']]
-
-function * sources (dir) {
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name)
-    if (e.isDirectory()) yield * sources(p)
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) yield p
-  }
-}
 
 let stale = 0
 for (const [src, out] of trees) {
