@@ -251,7 +251,7 @@ async function memoryScenario (): Promise<void> {
         bridge: fmt(perClient / 1024, 1),
         baseline: `${fmt(marginal / 1024, 1)} marginal`,
         ratio: `${conns.open} upstream conns, ${fds} files`,
-        target: '<= 16 KB'
+        target: '<= 10 KB'
       })
       previous = { clients: size, rss }
     }

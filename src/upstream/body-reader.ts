@@ -38,7 +38,8 @@ export abstract class BodyReader implements Dispatcher.DispatchHandler {
       this.timer = undefined
       if (this.settled) return
       this.onError(new undiciErrors.HeadersTimeoutError())
-      this.abortFn?.(new undiciErrors.RequestAbortedError())
+      // Said as a timeout, so that the transport may check its connection.
+      this.abortFn?.(new undiciErrors.HeadersTimeoutError())
     }, ms)
   }
 
@@ -46,6 +47,9 @@ export abstract class BodyReader implements Dispatcher.DispatchHandler {
     if (this.settled) abort(new undiciErrors.RequestAbortedError())
     else this.abortFn = abort
   }
+
+  /** The request has been written; a poll's handler wants to know. */
+  onRequestSent (): void {}
 
   onHeaders (status: number, rawHeaders: Buffer[] | string[] | null): boolean {
     this.status = status

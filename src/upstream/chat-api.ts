@@ -8,6 +8,7 @@ import { DEFAULT_POOLS, callPool, pollPool, type UpstreamPoolOptions } from './u
 import type { BodyReader } from './body-reader.js'
 import { PollHandler } from './poll-handler.js'
 import { CallHandler } from './call-handler.js'
+import type { PollDispatcher } from './h2-polls.js'
 import { UpstreamAnswers, eventsOrError, objectOrError, type CallObserver } from './upstream-answers.js'
 import type { PollCall, PollQuery, PollSink, PollUpstream } from './poll-upstream.js'
 import { CallQueue, abandoned } from './call-queue.js'
@@ -51,7 +52,7 @@ export class ChatApi implements PollUpstream {
   readonly origin: string
   private readonly basePath: string
   /** Long polls: multiplexed over HTTP/2 where the upstream speaks it. */
-  private readonly polls: Dispatcher
+  private readonly polls: PollDispatcher
   /** Every other call, apart from the polls so that none waits behind a held poll. */
   private readonly calls: Dispatcher
   /** Who may use `calls` next: fair between clients, never more calls than it has connections. */
@@ -117,7 +118,7 @@ export class ChatApi implements PollUpstream {
     if (this.ownsDispatcher) await Promise.all([this.polls.destroy(), this.calls.destroy()])
   }
 
-  private async exchange (call: UpstreamCall, dispatcher: Dispatcher, timeoutMs: number): Promise<unknown> {
+  private async exchange (call: UpstreamCall, dispatcher: PollDispatcher, timeoutMs: number): Promise<unknown> {
     let path = this.basePath + call.path
     const query = call.query === undefined ? '' : new URLSearchParams(call.query).toString()
     if (query !== '') path += '?' + query
@@ -129,7 +130,7 @@ export class ChatApi implements PollUpstream {
     })
   }
 
-  private dispatch (dispatcher: Dispatcher, method: 'GET' | 'POST', path: string, body: string | null, timeoutMs: number, h: BodyReader): void {
+  private dispatch (dispatcher: PollDispatcher, method: 'GET' | 'POST', path: string, body: string | null, timeoutMs: number, h: BodyReader): void {
     try {
       dispatcher.dispatch({
         origin: this.origin,

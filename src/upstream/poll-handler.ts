@@ -21,7 +21,7 @@ export class PollHandler extends BodyReader implements PollCall {
     this.sink = sink
   }
 
-  onRequestSent (): void {
+  override onRequestSent (): void {
     this.sink.pollSent?.()
   }
 

@@ -1,4 +1,5 @@
 import { Client, Pool, type buildConnector } from 'undici'
+import { H2Polls, type PollDispatcher } from './h2-polls.js'
 
 /** How the upstream connections are made and bounded (UPSTREAM_* settings). */
 export interface UpstreamPoolOptions {
@@ -12,13 +13,22 @@ export interface UpstreamPoolOptions {
   pollConnections: number
   /** Connections for every other call at most. */
   callConnections: number
+  /** The polls' HTTP/2 connections: how long connecting, or answering a ping after a poll timed out, may take (10 s). */
+  sessionTimeoutMs?: number
 }
 
 export const DEFAULT_POOLS: UpstreamPoolOptions = { http2: 'auto', streams: 100, pollConnections: 4000, callConnections: 64 }
 
-/** The connections of one origin's long polls: multiplexed over HTTP/2 where the upstream speaks it. */
-export function pollPool (origin: string, o: UpstreamPoolOptions): Pool {
-  return upstreamPool(origin, o, o.streams, o.pollConnections)
+/**
+ * The connections of one origin's long polls: multiplexed over HTTP/2 where
+ * the upstream speaks it (h2c by prior knowledge, or h2 offered by TLS ALPN),
+ * on `node:http2` itself (see H2Polls); over undici's HTTP/1.1 otherwise.
+ */
+export function pollPool (origin: string, o: UpstreamPoolOptions): PollDispatcher {
+  const h1 = (): Pool => upstreamPool(origin, { ...o, http2: 'off' }, 1, o.pollConnections)
+  const tls = origin.startsWith('https:')
+  if (o.http2 === 'off' || (o.http2 === 'auto' && !tls)) return h1()
+  return new H2Polls(origin, { streams: o.streams, connections: o.pollConnections, tls, timeoutMs: o.sessionTimeoutMs, fallback: h1 })
 }
 
 /**
