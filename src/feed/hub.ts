@@ -35,6 +35,8 @@ export interface SubscribeResult {
 
 export interface HubStats {
   feeds: number
+  /** Feeds that poll the upstream: all but those handed over by a previous process and not taken by a socket yet. */
+  polling: number
   subscribers: number
   pausedFeeds: number
   /** No new feed fits: every one held by a socket, as many as the instance keeps. */

@@ -225,11 +225,13 @@ export class LocalHub implements Hub {
   stats (): HubStats {
     let subscribers = 0
     let pausedFeeds = 0
+    let dormant = 0
     for (const f of this.feeds.values()) {
       subscribers += f.subs.size
       if (f.source.isPaused) pausedFeeds++
+      if (f.dormant) dormant++
     }
-    return { feeds: this.feeds.size, subscribers, pausedFeeds, full: this.feeds.size >= this.o.maxFeeds && this.lingering.size === 0 }
+    return { feeds: this.feeds.size, polling: this.feeds.size - dormant, subscribers, pausedFeeds, full: this.feeds.size >= this.o.maxFeeds && this.lingering.size === 0 }
   }
 
   async close (): Promise<void> {

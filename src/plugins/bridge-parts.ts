@@ -43,7 +43,7 @@ export function buildBridgeParts (app: FastifyInstance, config: Config, channels
     lanes: cluster?.lanes
   })
   metrics?.bind({
-    polls: () => cluster?.feeds.owned ?? hub.stats().feeds,
+    polls: () => cluster?.feeds.owned ?? hub.stats().polling,
     outboundBytes: () => sessions.outboundBytes(),
     socketsByChannel: () => sessions.socketsByChannel(),
     refusedChannels: () => [...apis].filter(([, api]) => api.traits.refused).map(([name]) => name)

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { existsSync, statSync, writeFileSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startEmulator } from '../../dist/emulator/index.js'
-import { startBridgeOn, TOKEN } from '../fixtures/bridge.js'
+import { startBridgeOn, TOKEN, until } from '../fixtures/bridge.js'
 import { tempDir } from '../fixtures/processes.js'
 import { pollsHeld } from '../fixtures/waits.js'
 import type { Frame } from '../fixtures/ws-client.js'
@@ -74,6 +74,8 @@ t.test('a new connection of a handed-over cid starts afresh; a feed nobody resum
   await a.next(isAgent)
   await other.next(isAgent)
   await h1.app.close()
+  // A poll the old process sent as it stopped may still be on its way: the upstream reads it before the connection's end.
+  await until(() => emu.connections.open === 0, 5000, 'the connections of the old process to close')
 
   const polls = (cid: string): number => emu.requests.filter((r) => r.route === 'events' && r.clientId === clientId && r.query.cid === cid).length
   const before = polls('never-back')
@@ -86,6 +88,8 @@ t.test('a new connection of a handed-over cid starts afresh; a feed nobody resum
   emu.agentReply(TOKEN, clientId, 'new')
   await b.next((f) => isAgent(f) && textOf(f) === 'new')
   t.equal(polls('never-back'), before, 'the cid nobody resumed was not polled')
+  const metrics = await (await fetch(`${h2.httpUrl}/metrics`)).text()
+  t.match(metrics, /^bridge_upstream_polls_active 1$/m, 'nor counted as polled')
 })
 
 t.test('a handoff file that is stale, or not a handoff, is ignored: resumes go to the upstream as without one', async (t) => {
