@@ -89,7 +89,7 @@ t.test('sockets of one key share one source; each gets every event once, in orde
   t.same(a.texts, ['one', 'two'])
   t.same(b.texts, ['one', 'two'])
   t.equal(a.frames[1]?.cursor, b.frames[1]?.cursor, 'one frame, one cursor, for every socket')
-  t.same(h.stats(), { feeds: 2, subscribers: 3, pausedFeeds: 0, full: false })
+  t.same(h.stats(), { feeds: 2, polling: 2, subscribers: 3, pausedFeeds: 0, full: false })
 })
 
 t.test('a feed pauses its source only while every socket is behind, and a drained socket gets what it missed', async (t) => {
@@ -207,7 +207,7 @@ t.test('at the feed limit, a feed that no socket holds gives way to a new socket
   t.equal(h.stats().full, false, 'one feed lingers: there is room')
   await h.subscribe(key('z'), new Sink())
   t.equal(sources[0]?.stopped, true, 'the lingering feed ended to make room')
-  t.same(h.stats(), { feeds: 2, subscribers: 2, pausedFeeds: 0, full: true })
+  t.same(h.stats(), { feeds: 2, polling: 2, subscribers: 2, pausedFeeds: 0, full: true })
   await t.rejects(h.subscribe(key('w'), new Sink()), { name: 'FeedLimitError' })
 })
 

@@ -78,7 +78,7 @@ t.test('thousands of sockets opened and closed leave nothing behind', async (t) 
     await Promise.all(batch.map(async (c) => await c.closed()))
   }
   await until(() => h.app.bridge.sessions.size === 0 && h.app.bridge.hub.stats().feeds === 0, 10_000, 'everything to end')
-  t.same(h.app.bridge.hub.stats(), { feeds: 0, subscribers: 0, pausedFeeds: 0, full: false })
+  t.same(h.app.bridge.hub.stats(), { feeds: 0, polling: 0, subscribers: 0, pausedFeeds: 0, full: false })
   await pollsHeld(h.emulator, clientIds.map((clientId) => ({ clientId })), 0, 10_000)
   t.pass('no upstream poll is left')
 })
