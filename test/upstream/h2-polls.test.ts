@@ -59,8 +59,10 @@ function close (t: Test, polls: PollDispatcher): void {
 function h2Server (t: Test, server: http2.Http2Server | http2.Http2SecureServer) {
   const seen = { sessions: 0, streams: 0, open: 0, most: 0, versions: new Set<string>() }
   const held: Array<() => void> = []
+  const sessionsSeen: http2.ServerHttp2Session[] = []
   server.on('session', (s) => {
     seen.sessions++
+    sessionsSeen.push(s)
     t.teardown(() => { s.destroy() })
   })
   server.on('request', (req, res) => {
@@ -73,7 +75,7 @@ function h2Server (t: Test, server: http2.Http2Server | http2.Http2SecureServer)
   })
   /** Answers the polls held so far. */
   const answer = (): void => { for (const f of held.splice(0)) f() }
-  return { seen, held, answer }
+  return { seen, held, answer, sessionsSeen }
 }
 
 /** A cleartext HTTP/2 server as h2Server counts it, and the bridge's polls to it. */
@@ -227,6 +229,20 @@ t.test('a GOAWAY that leaves a poll out sends it on a new session', async (t) =>
   close(t, polls)
   t.same(await poll(polls, url, '/p', 3000).outcome, { status: 200, text: '{"second":true}' })
   t.equal(connections(), 2)
+})
+
+t.test('a server that stops taking requests (GOAWAY) still answers the polls it holds; new ones go on a new session', async (t) => {
+  const { polls, url, ...s } = await h2c(t)
+  const first = poll(polls, url, '/held-across')
+  await until(() => s.held.length === 1, 'the first poll held')
+  // As nginx does after http2_max_requests: no new streams here, the open ones go on.
+  s.sessionsSeen[0]?.goaway()
+  const second = poll(polls, url, '/after-goaway')
+  await until(() => s.held.length === 2, 'the second poll held')
+  t.equal(s.seen.sessions, 2, 'on a second session')
+  s.answer()
+  t.same(await first.outcome, { status: 200, text: JSON.stringify({ path: '/held-across' }) })
+  t.same(await second.outcome, { status: 200, text: JSON.stringify({ path: '/after-goaway' }) })
 })
 
 t.test('no more sessions than allowed: a poll beyond their streams waits its turn', async (t) => {
