@@ -12,7 +12,7 @@ export interface PollDispatcher {
 }
 
 /** How long connecting, or answering a ping, may take by default (undici's connect timeout). */
-export const SESSION_TIMEOUT_MS = 10_000
+const SESSION_TIMEOUT_MS = 10_000
 
 /**
  * Long polls over HTTP/2 on `node:http2` itself: an idle client's held poll

@@ -217,10 +217,9 @@ export class Exchange {
       this.polls.send(this)
       return
     }
-    if (this.polls.closed) this.fail(new undiciErrors.ClientDestroyedError())
     // Node's error for a reset stream says no more than its code.
-    else if (rstCode !== 0 && (this.error === undefined || (this.error as { code?: string }).code === 'ERR_HTTP2_STREAM_ERROR')) this.fail(new StreamClosedError(rstCode))
-    else this.fail(this.error ?? new StreamClosedError(rstCode))
+    const plainReset = this.error === undefined || (rstCode !== 0 && (this.error as { code?: string }).code === 'ERR_HTTP2_STREAM_ERROR')
+    this.fail(this.polls.closed ? new undiciErrors.ClientDestroyedError() : plainReset ? new StreamClosedError(rstCode) : this.error as Error)
   }
 
   fail (err: Error): void {

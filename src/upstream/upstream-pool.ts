@@ -1,4 +1,4 @@
-import { Client, Pool, type buildConnector } from 'undici'
+import { Pool, type buildConnector } from 'undici'
 import { H2Polls, type PollDispatcher } from './h2-polls.js'
 
 /** How the upstream connections are made and bounded (UPSTREAM_* settings). */
@@ -25,7 +25,7 @@ export const DEFAULT_POOLS: UpstreamPoolOptions = { http2: 'auto', streams: 100,
  * on `node:http2` itself (see H2Polls); over undici's HTTP/1.1 otherwise.
  */
 export function pollPool (origin: string, o: UpstreamPoolOptions): PollDispatcher {
-  const h1 = (): Pool => upstreamPool(origin, { ...o, http2: 'off' }, 1, o.pollConnections)
+  const h1 = (): Pool => upstreamPool(origin, { ...o, http2: 'off' }, o.pollConnections)
   const tls = origin.startsWith('https:')
   if (o.http2 === 'off' || (o.http2 === 'auto' && !tls)) return h1()
   return new H2Polls(origin, { streams: o.streams, connections: o.pollConnections, tls, timeoutMs: o.sessionTimeoutMs, fallback: h1 })
@@ -38,42 +38,21 @@ export function pollPool (origin: string, o: UpstreamPoolOptions): PollDispatche
  * one stream each.
  */
 export function callPool (origin: string, o: UpstreamPoolOptions): Pool {
-  return upstreamPool(origin, o.callsHttp2 === true ? o : { ...o, http2: 'off' }, 1, o.callConnections)
+  return upstreamPool(origin, o.callsHttp2 === true ? o : { ...o, http2: 'off' }, o.callConnections)
 }
 
 /**
- * A bounded pool of connections to one upstream origin. Over HTTP/2 a
- * connection carries up to `streams` requests at once; over HTTP/1.1 only
- * one, since undici would otherwise pipeline long polls one behind another.
- * Which protocol a connection speaks is known once it is up (TLS ALPN), so
- * each connection sets its own depth then; new ones start from the last
- * protocol seen.
+ * A bounded pool of keep-alive connections to one upstream origin, over
+ * HTTP/2 where `o.http2` allows it. A connection carries one request at a
+ * time: undici would otherwise pipeline HTTP/1.1 requests one behind
+ * another (the long polls multiplex over HTTP/2 in H2Polls instead).
  */
-function upstreamPool (origin: string, o: UpstreamPoolOptions, streams: number, connections: number): Pool {
-  let h2: boolean | undefined = o.http2 === 'h2c' ? true : o.http2 === 'off' ? false : undefined
+function upstreamPool (origin: string, o: UpstreamPoolOptions, connections: number): Pool {
   return new Pool(origin, {
     connections,
     allowH2: o.http2 !== 'off',
     // useH2c is read by undici's connector but missing from its types.
     connect: (o.http2 === 'h2c' ? { useH2c: true } : {}) as buildConnector.BuildOptions,
-    keepAliveTimeout: 30_000,
-    factory: (url, opts) => {
-      const base = (opts as { connect: buildConnector.connector }).connect
-      const depth = (isH2: boolean | undefined): number => isH2 === true ? streams : 1
-      const client: Client = new Client(url, {
-        ...opts,
-        pipelining: depth(h2),
-        maxConcurrentStreams: Math.max(streams, 100),
-        connect: (options, callback) => {
-          base(options, (err, socket) => {
-            if (err !== null) return callback(err, null)
-            h2 = (socket as { alpnProtocol?: string | false }).alpnProtocol === 'h2'
-            client.pipelining = depth(h2)
-            callback(null, socket)
-          })
-        }
-      })
-      return client
-    }
+    keepAliveTimeout: 30_000
   })
 }

@@ -4,6 +4,7 @@ import https from 'node:https'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { startTcpProxy } from '../fixtures/tcp-proxy.js'
+import { until } from '../fixtures/bridge.js'
 import net, { type AddressInfo } from 'node:net'
 import { BodyReader } from '../../dist/upstream/body-reader.js'
 import { pollPool, type UpstreamPoolOptions } from '../../dist/upstream/upstream-pool.js'
@@ -88,14 +89,6 @@ async function h2c (t: Test, o: Partial<UpstreamPoolOptions> = {}): Promise<Retu
   return { ...s, url, polls }
 }
 
-async function until (check: () => boolean, what: string): Promise<void> {
-  const started = Date.now()
-  while (!check()) {
-    if (Date.now() - started > 5000) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-}
-
 t.test('over TLS, a server that offers h2 by ALPN carries every poll on one session', async (t) => {
   const server = http2.createSecureServer({ ...TLS, allowHTTP1: true })
   const s = h2Server(t, server)
@@ -104,7 +97,7 @@ t.test('over TLS, a server that offers h2 by ALPN carries every poll on one sess
   close(t, polls)
   // Five sent before the first connection is up wait for its ALPN answer.
   const ps = Array.from({ length: 5 }, (_, i) => poll(polls, url, `/events?n=${i}`))
-  await until(() => s.held.length === 5, 'five held polls')
+  await until(() => s.held.length === 5, 5000, 'five held polls')
   t.ok(ps.every((p) => p.sent), 'each poll was told it was sent')
   s.answer()
   const outcomes = await Promise.all(ps.map(async (p) => await p.outcome))
@@ -234,11 +227,11 @@ t.test('a GOAWAY that leaves a poll out sends it on a new session', async (t) =>
 t.test('a server that stops taking requests (GOAWAY) still answers the polls it holds; new ones go on a new session', async (t) => {
   const { polls, url, ...s } = await h2c(t)
   const first = poll(polls, url, '/held-across')
-  await until(() => s.held.length === 1, 'the first poll held')
+  await until(() => s.held.length === 1, 5000, 'the first poll held')
   // As nginx does after http2_max_requests: no new streams here, the open ones go on.
   s.sessionsSeen[0]?.goaway()
   const second = poll(polls, url, '/after-goaway')
-  await until(() => s.held.length === 2, 'the second poll held')
+  await until(() => s.held.length === 2, 5000, 'the second poll held')
   t.equal(s.seen.sessions, 2, 'on a second session')
   s.answer()
   t.same(await first.outcome, { status: 200, text: JSON.stringify({ path: '/held-across' }) })
@@ -248,11 +241,11 @@ t.test('a server that stops taking requests (GOAWAY) still answers the polls it 
 t.test('no more sessions than allowed: a poll beyond their streams waits its turn', async (t) => {
   const { polls, url, ...s } = await h2c(t, { streams: 2, pollConnections: 1 })
   const ps = [1, 2, 3, 4, 5].map((i) => poll(polls, url, `/events?n=${i}`))
-  await until(() => s.held.length === 2, 'two held polls')
+  await until(() => s.held.length === 2, 5000, 'two held polls')
   t.notOk(ps[2]?.sent, 'the third waits')
   // Each answer frees a stream for one waiting poll.
   for (let answered = 0; answered < 5;) {
-    await until(() => s.held.length > 0, 'a held poll')
+    await until(() => s.held.length > 0, 5000, 'a held poll')
     answered += s.held.length
     s.answer()
   }
@@ -267,11 +260,11 @@ t.test('a poll cancelled while it waits gives its turn to the next', async (t) =
   const first = poll(polls, url, '/first')
   const gaveUp = poll(polls, url, '/gave-up')
   const next = poll(polls, url, '/next')
-  await until(() => s.held.length === 1, 'the first held')
+  await until(() => s.held.length === 1, 5000, 'the first held')
   gaveUp.cancel()
   s.answer()
   t.same(await first.outcome, { status: 200, text: JSON.stringify({ path: '/first' }) })
-  await until(() => s.held.length === 1, 'the next held')
+  await until(() => s.held.length === 1, 5000, 'the next held')
   s.answer()
   t.same(await next.outcome, { status: 200, text: JSON.stringify({ path: '/next' }) })
   t.equal(s.seen.streams, 2, 'the cancelled poll was never sent')
@@ -282,19 +275,19 @@ t.test('a poll unanswered in time fails as a timeout, and its stream is cancelle
   const err = await poll(polls, url, '/slow', 200).outcome
   t.type(err, Error)
   t.equal((err as { code?: string }).code, 'UND_ERR_HEADERS_TIMEOUT')
-  await until(() => s.seen.open === 0, 'the server to see the stream closed')
+  await until(() => s.seen.open === 0, 5000, 'the server to see the stream closed')
 })
 
 t.test('a cancelled poll closes its stream; destroy fails the held and the waiting', async (t) => {
   const { polls, url, ...s } = await h2c(t, { streams: 1, pollConnections: 1 })
   const cancelled = poll(polls, url, '/cancelled')
-  await until(() => s.seen.open === 1, 'the poll held')
+  await until(() => s.seen.open === 1, 5000, 'the poll held')
   cancelled.cancel()
-  await until(() => s.seen.open === 0, 'the server to see it closed')
+  await until(() => s.seen.open === 0, 5000, 'the server to see it closed')
 
   const held = poll(polls, url, '/held')
   const waiting = poll(polls, url, '/waiting')
-  await until(() => s.seen.open === 1, 'one poll held')
+  await until(() => s.seen.open === 1, 5000, 'one poll held')
   await polls.destroy()
   const [a, b] = await Promise.all([held.outcome, waiting.outcome])
   t.equal((a as { code?: string }).code, 'UND_ERR_DESTROYED', 'the held poll fails as destroyed, not as answered')
@@ -318,7 +311,7 @@ t.test('a connection that never comes up is given up, and the next poll makes a 
   const err = await poll(polls, url, '/first', 5000).outcome
   t.equal((err as { code?: string }).code, 'UPSTREAM_SESSION_TIMEOUT', String(err))
   const next = poll(polls, url, '/next')
-  await until(() => s.held.length === 1, 'the next poll held')
+  await until(() => s.held.length === 1, 5000, 'the next poll held')
   s.answer()
   t.same(await next.outcome, { status: 200, text: JSON.stringify({ path: '/next' }) })
   t.equal(accepted, 2)
@@ -332,7 +325,7 @@ t.test('a poll that times out on a dead network path makes its session answer a 
   const polls = pollPool(url, { ...H2C, sessionTimeoutMs: 300 })
   close(t, polls)
   const first = poll(polls, url, '/first')
-  await until(() => s.held.length === 1, 'the first held')
+  await until(() => s.held.length === 1, 5000, 'the first held')
   s.answer()
   t.same(await first.outcome, { status: 200, text: JSON.stringify({ path: '/first' }) })
 
@@ -341,9 +334,9 @@ t.test('a poll that times out on a dead network path makes its session answer a 
   const lost = await poll(polls, url, '/lost', 200).outcome
   t.equal((lost as { code?: string }).code, 'UND_ERR_HEADERS_TIMEOUT')
   // Within the ping's time the dead session is dropped; the next poll goes on a new connection.
-  await until(() => proxy.open() === 0, 'the dead session closed')
+  await until(() => proxy.open() === 0, 5000, 'the dead session closed')
   const later = poll(polls, url, '/later')
-  await until(() => s.held.length === 1, 'the next poll held')
+  await until(() => s.held.length === 1, 5000, 'the next poll held')
   t.equal(proxy.accepted(), 2)
   s.answer()
   t.same(await later.outcome, { status: 200, text: JSON.stringify({ path: '/later' }) })
