@@ -91,20 +91,17 @@ export class H2Polls implements PollDispatcher, Sessions {
   send (x: Exchange): void {
     if (x.done) return
     let link: Link | undefined
-    // A session asked by a ping whether it is alive takes a poll only when no other session can.
-    let doubtful: Link | undefined
+    // A session that a ping is asking whether it is alive takes polls too: should it not answer, they fail with it
+    // within the ping's time and are retried, where avoiding it would open a connection for every timed-out poll.
     for (const l of this.sessions) {
-      if (!l.open || l.active >= l.max) continue
-      if (!l.checking) { link = l; break }
-      doubtful ??= l
+      if (l.open && l.active < l.max) { link = l; break }
     }
     if (link === undefined) {
-      if (this.sessions.length < this.connections) link = this.connect(undefined)
-      else if (doubtful !== undefined) link = doubtful
-      else {
+      if (this.sessions.length >= this.connections) {
         this.waiting.push(x)
         return
       }
+      link = this.connect(undefined)
     }
     link.take(x)
   }

@@ -29,7 +29,7 @@ export class Link {
   /** False once the server said GOAWAY or the session failed: no new stream goes on it. */
   open = true
   private idle: NodeJS.Timeout | undefined
-  /** True while a ping asks whether the session is alive: new polls go elsewhere if they can. */
+  /** True while a ping asks whether the session is alive. */
   checking = false
   /** Until the server's first SETTINGS, or a ping's answer: when it fires, the session is given up. */
   private deadline: NodeJS.Timeout | undefined
