@@ -9,9 +9,19 @@
  *   npm run bench:heap -- --clients=5000
  *
  * The snapshots go to bench/results/ (hundreds of MB; not committed).
+ *
+ * With `--alloc` it measures what a delivered event allocates instead: 1,000
+ * clients (`--clients`), each with its own poll, get 200 events a second
+ * (`--rate`) for 5 s (`--seconds`) twice, under V8's sampling heap profiler
+ * (through the inspector): once counting every allocation, once only what
+ * outlived a young-generation collection (what a scavenge copies, and so
+ * what makes its pause long). Both are printed per delivered event, by the
+ * code that allocated (ours, Node's HTTP/2, its streams, the rest) and by
+ * the function of ours that asked for it. The profiles go to
+ * bench/results/heap/alloc-*.heapprofile (DevTools opens them).
  */
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs'
-import { root, sleep, startBridge, startEmulator, startLoadgen, until } from './procs.js'
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { freePort, inspect, root, sleep, startBridge, startEmulator, startLoadgen, TOKEN, until } from './procs.js'
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]))
 const clients = Number(args.get('clients') ?? 2000)
@@ -81,7 +91,91 @@ function lastByte (path: string, size: number): string {
   }
 }
 
+/** A sampling heap profile, as the inspector's `HeapProfiler.stopSampling` gives it. */
+interface AllocNode { callFrame: { functionName: string, url: string, lineNumber: number }, selfSize: number, children: AllocNode[] }
+
+/** Where an allocation was made: the module of the allocating function, by kind. */
+function madeBy (url: string): string {
+  if (url.includes('/dist/')) return 'ours (dist/)'
+  if (url.startsWith('node:internal/http2')) return "Node's HTTP/2"
+  if (url.startsWith('node:internal/streams')) return "Node's streams"
+  if (url.startsWith('node:')) return 'the rest of Node'
+  const pkg = /node_modules\/((@[^/]+\/)?[^/]+)/.exec(url)
+  if (pkg !== null) return pkg[1] as string
+  return 'V8 and native'
+}
+
+/** A frame of ours, as `function file:line`. */
+function ours (f: AllocNode['callFrame']): string {
+  return `${f.functionName === '' ? '(anonymous)' : f.functionName} ${f.url.replace(/^.*\/dist\//, '')}:${f.lineNumber + 1}`
+}
+
+/** Bytes per event by who made them, and by the innermost function of ours on the stack. */
+function allocations (head: AllocNode, events: number): { total: number, by: Array<[string, number]>, asker: Array<[string, number]> } {
+  const by = new Map<string, number>()
+  const asker = new Map<string, number>()
+  let total = 0
+  const walk = (n: AllocNode, caller: string): void => {
+    const mine = n.callFrame.url.includes('/dist/') ? ours(n.callFrame) : caller
+    if (n.selfSize > 0) {
+      total += n.selfSize
+      const who = madeBy(n.callFrame.url)
+      by.set(who, (by.get(who) ?? 0) + n.selfSize)
+      asker.set(mine, (asker.get(mine) ?? 0) + n.selfSize)
+    }
+    for (const c of n.children) walk(c, mine)
+  }
+  walk(head, '(no function of ours)')
+  const per = (m: Map<string, number>): Array<[string, number]> => [...m].map(([k, v]): [string, number] => [k, v / events]).sort((a, b) => b[1] - a[1])
+  return { total: total / events, by: per(by), asker: per(asker) }
+}
+
+async function allocMain (): Promise<void> {
+  mkdirSync(dir, { recursive: true })
+  const n = Number(args.get('clients') ?? 1000)
+  const rate = Number(args.get('rate') ?? 200)
+  const seconds = Number(args.get('seconds') ?? 5)
+  const emu = await startEmulator(600_000)
+  const inspectPort = await freePort()
+  const bridge = await startBridge('bridge', emu, {}, [`--inspect=127.0.0.1:${inspectPort}`])
+  const gen = await startLoadgen()
+  const devtools = await inspect(inspectPort)
+  const publish = async (s: number): Promise<void> => {
+    await gen.call({ cmd: 'publish', origin: emu.origin, token: TOKEN, rate, seconds: s, concurrency: 64, kind: 'ws' })
+  }
+  try {
+    await gen.call({ cmd: 'connect', url: bridge.ws, clients: n, tabs: 1, shareCid: false })
+    await until(async () => ((await (await fetch(`${emu.origin}/operator/stats`)).json()) as { activePolls: number }).activePolls >= n, 120_000, 'held polls', 200)
+    // Warm: compiled, sessions open.
+    await publish(2)
+    await sleep(500)
+    console.log(`\nallocated per delivered event, ${n} clients, ${rate} events a second for ${seconds} s each\n`)
+    for (const [what, minor] of [['every allocation', true], ['what outlived a scavenge', false]] as const) {
+      await gen.call({ cmd: 'measure' })
+      await devtools.send('HeapProfiler.startSampling', { samplingInterval: 512, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: minor })
+      await publish(seconds)
+      await sleep(300)
+      const { profile } = await devtools.send<{ profile: { head: AllocNode } }>('HeapProfiler.stopSampling')
+      const { ws } = await gen.call<{ ws: { events: number } }>({ cmd: 'collect' })
+      writeFileSync(`${dir}alloc-${minor ? 'all' : 'kept'}.heapprofile`, JSON.stringify(profile))
+      const a = allocations(profile.head, ws.events)
+      console.log(`${what}: ${a.total.toFixed(0)} bytes per event (${ws.events} events)`)
+      for (const [who, b] of a.by.slice(0, 6)) console.log(`${b.toFixed(0).padStart(7)}  made by ${who}`)
+      console.log('  of which asked for by')
+      for (const [fn, b] of a.asker.slice(0, 10)) console.log(`${b.toFixed(0).padStart(7)}  ${fn}`)
+      console.log('')
+    }
+  } finally {
+    devtools.close()
+    await Promise.all([gen.stop(), bridge.stop(), emu.stop()])
+  }
+}
+
 async function main (): Promise<void> {
+  if (args.has('alloc')) {
+    await allocMain()
+    return
+  }
   rmSync(dir, { recursive: true, force: true })
   mkdirSync(dir, { recursive: true })
   const emu = await startEmulator(600_000)

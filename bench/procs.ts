@@ -198,15 +198,15 @@ export interface CpuProfile { nodes: ProfileNode[], startTime: number, endTime: 
 /** A function's own time in a profile: its share of the samples that were not idle, and of one core. */
 export interface SelfTime { fn: string, share: number, ofCore: number }
 
-/**
- * A V8 CPU profile of the process listening for the inspector on
- * `inspectPort` (started with `--inspect=127.0.0.1:<port>`) while `fn`
- * runs: the profiler runs in that window only, not over the start-up and
- * the connects before it.
- */
-export async function profileDuring (inspectPort: number, fn: () => Promise<void>): Promise<CpuProfile> {
+/** A DevTools protocol session with a process started with `--inspect=127.0.0.1:<port>`. */
+export interface Inspector {
+  send: <T = unknown>(method: string, params?: object) => Promise<T>
+  close: () => void
+}
+
+export async function inspect (inspectPort: number): Promise<Inspector> {
   const list = await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json() as Array<{ webSocketDebuggerUrl: string }>
-  const ws = new WebSocket(list[0]?.webSocketDebuggerUrl as string)
+  const ws = new WebSocket(list[0]?.webSocketDebuggerUrl as string, { maxPayload: 0 })
   await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
   let next = 0
   const send = async <T>(method: string, params: object = {}): Promise<T> => await new Promise<T>((resolve, reject) => {
@@ -221,6 +221,17 @@ export async function profileDuring (inspectPort: number, fn: () => Promise<void
     ws.on('message', onMessage)
     ws.send(JSON.stringify({ id, method, params }))
   })
+  return { send, close: () => { ws.close() } }
+}
+
+/**
+ * A V8 CPU profile of the process listening for the inspector on
+ * `inspectPort` (started with `--inspect=127.0.0.1:<port>`) while `fn`
+ * runs: the profiler runs in that window only, not over the start-up and
+ * the connects before it.
+ */
+export async function profileDuring (inspectPort: number, fn: () => Promise<void>): Promise<CpuProfile> {
+  const { send, close } = await inspect(inspectPort)
   try {
     await send('Profiler.enable')
     await send('Profiler.setSamplingInterval', { interval: 1000 })
@@ -228,7 +239,7 @@ export async function profileDuring (inspectPort: number, fn: () => Promise<void
     await fn()
     return (await send<{ profile: CpuProfile }>('Profiler.stop')).profile
   } finally {
-    ws.close()
+    close()
   }
 }
 

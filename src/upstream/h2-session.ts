@@ -4,7 +4,12 @@ import type { BodyReader } from './body-reader.js'
 
 /** A session idle this long is closed, as undici does with its keep-alive connections. */
 const IDLE_MS = 30_000
-const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants
+const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_DEFAULT_WEIGHT } = http2.constants
+/**
+ * A poll's stream options, whole: Node copies them and fills in each
+ * priority field left out, which grew the copy's properties on every poll.
+ */
+const POLL_STREAM = { endStream: true, weight: NGHTTP2_DEFAULT_WEIGHT, parent: 0, exclusive: false, silent: false }
 
 /** What a session and its polls ask of the sessions of one origin (H2Polls). */
 export interface Sessions {
@@ -77,7 +82,7 @@ export class Link {
     this.idle = undefined
     let stream: http2.ClientHttp2Stream
     try {
-      stream = this.session.request({ ':method': x.opts.method, ':path': x.opts.path, ...x.opts.headers as Record<string, string> }, { endStream: true })
+      stream = this.session.request({ ':method': x.opts.method, ':path': x.opts.path, ...x.opts.headers as Record<string, string> }, POLL_STREAM)
     } catch (err) {
       // The session closed under us: on another one, once.
       this.open = false
