@@ -88,6 +88,7 @@ export const ConfigSchema = Type.Object({
   REDIS_PREFIX: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9:_.-]+$', default: 'chatapi-bridge:', description: 'prefix of every Redis key and channel of this deployment (letters, digits, :, _, ., -)' }),
   REDIS_LEASE_MS: Ms(5000, 300, 'lease of the instance that polls a connection upstream; another instance takes over within about this time after it dies'),
   REDIS_STREAM_MAXLEN: Type.Integer({ minimum: 10, maximum: 100_000, default: 1000, description: 'events kept in Redis per connection, for the other instances and for resumes' }),
+  REDIS_STREAM_MAX_BYTES: Type.Integer({ minimum: 4096, default: 1_048_576, description: 'bytes of events kept in Redis per connection at most; past it the oldest go (the newest always stays)' }),
   REDIS_STREAM_TTL_MS: Ms(600_000, 1000, 'how long the events of a connection stay in Redis after its last socket left'),
   REDIS_TIMEOUT_MS: Ms(2000, 50, 'longest wait for one Redis command; a slower Redis counts as down'),
   DEMO_PAGE: Type.Optional(Type.Boolean({ description: 'serve the demo chat page at / (true or false); on by default with the built-in emulator' })),

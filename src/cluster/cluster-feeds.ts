@@ -20,6 +20,7 @@ export interface ClusterFeedsOptions {
   prefix: string
   leaseMs: number
   maxLen: number
+  maxBytes: number
   streamTtlMs: number
   backoffBaseMs: number
   backoffMaxMs: number
@@ -76,7 +77,7 @@ export class ClusterFeeds {
         info: (obj, msg) => { log.info({ channel, ...obj }, msg) }
       })
     })
-    this.streams = new FeedStreams(opts.redis, { leaseMs: opts.leaseMs, maxLen: opts.maxLen, ttlMs: opts.streamTtlMs })
+    this.streams = new FeedStreams(opts.redis, { leaseMs: opts.leaseMs, maxLen: opts.maxLen, maxBytes: opts.maxBytes, ttlMs: opts.streamTtlMs })
     this.liveness = new Liveness(opts.redis, opts.prefix, this.instance, opts.leaseMs)
     this.tickMs = Math.max(100, Math.floor(opts.leaseMs / 3))
     this.timer = setInterval(() => { void this.tick(false) }, this.tickMs)

@@ -59,6 +59,7 @@ export class Cluster {
       prefix,
       leaseMs: c.REDIS_LEASE_MS,
       maxLen: c.REDIS_STREAM_MAXLEN,
+      maxBytes: c.REDIS_STREAM_MAX_BYTES,
       streamTtlMs: c.REDIS_STREAM_TTL_MS,
       backoffBaseMs: c.BACKOFF_BASE_MS,
       backoffMaxMs: c.BACKOFF_MAX_MS,

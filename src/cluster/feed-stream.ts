@@ -71,20 +71,54 @@ return 1
  * and the appends are one atomic step, so an owner that was paused past its
  * lease cannot publish after another took over. Stream IDs take the event's
  * upstream millisecond, so a cursor's event is found by its time.
+ *
+ * The stream keeps at most ARGV[2] entries (roughly) and ARGV[6] bytes of
+ * events' JSON, the newest always: each entry carries `b`, the bytes
+ * appended up to and including it, so the bytes kept are the last `b` less
+ * where the first entry began, and the oldest go until it fits. An entry
+ * without `b` (written before it existed) leaves the stream to its count.
  */
 const PUBLISH = new Script(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
-local lastMs = 0
+local function field (fields, name)
+  for i = 1, #fields, 2 do if fields[i] == name then return fields[i + 1] end end
+end
+local lastMs, total = 0, 0
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if last[1] then lastMs = tonumber(string.match(last[1][1], '^%d+')) end
+if last[1] then
+  lastMs = tonumber(string.match(last[1][1], '^%d+'))
+  total = tonumber(field(last[1][2], 'b') or '0') or 0
+end
 local id
 local n = tonumber(ARGV[5])
 for i = 0, n - 1 do
-  local b = 6 + i * 4
+  local b = 7 + i * 4
   local ms = math.max(tonumber(ARGV[b]), lastMs)
+  total = total + string.len(ARGV[b + 2])
   id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], string.format('%.0f', ms) .. '-*',
-    't', ARGV[b], 'h', ARGV[b + 1], 'j', ARGV[b + 2], 'p', ARGV[b + 3])
+    't', ARGV[b], 'h', ARGV[b + 1], 'j', ARGV[b + 2], 'p', ARGV[b + 3], 'b', string.format('%.0f', total))
   lastMs = ms
+end
+local floor = total - tonumber(ARGV[6])
+local function start (entry)
+  local upTo = tonumber(field(entry[2], 'b') or '')
+  if upTo == nil then return nil end
+  return upTo - string.len(field(entry[2], 'j') or '')
+end
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+local from = first and start(first)
+if from ~= nil and from < floor then
+  local after = '-'
+  local cut
+  while cut == nil do
+    local rows = redis.call('XRANGE', KEYS[2], after, '+', 'COUNT', 64)
+    for _, row in ipairs(rows) do
+      local s = start(row)
+      if row[1] == id or (s ~= nil and s >= floor) then cut = row[1] break end
+    end
+    if cut == nil then after = '(' .. rows[#rows][1] end
+  end
+  redis.call('XTRIM', KEYS[2], 'MINID', cut)
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], id)
@@ -94,7 +128,10 @@ return id
 export interface FeedStreamsOptions {
   /** REDIS_LEASE_MS: the lease and fence keys outlive the stream by this much. */
   leaseMs: number
+  /** REDIS_STREAM_MAXLEN: entries kept, roughly. */
   maxLen: number
+  /** REDIS_STREAM_MAX_BYTES: bytes of the events' JSON kept, the newest event whatever its size. */
+  maxBytes: number
   ttlMs: number
 }
 
@@ -164,7 +201,7 @@ export class FeedStreams {
 
   /** Appends `events` after `prev`; the ID of the last one, or undefined when the token no longer holds the lease. */
   async publish (k: FeedKeys, token: string, prev: CursorPosition | undefined, events: FeedEvent[]): Promise<string | undefined> {
-    const args: Array<string | number> = [token, this.o.maxLen, this.o.ttlMs, k.notify, events.length]
+    const args: Array<string | number> = [token, this.o.maxLen, this.o.ttlMs, k.notify, events.length, this.o.maxBytes]
     let before = prev
     for (const e of events) {
       args.push(e.ts, e.hash, e.json, encodePos(before))

@@ -18,7 +18,7 @@ t.test('an owner whose lease passed to another cannot append', { skip }, async (
   const redis = new Redis(SHARED_REDIS)
   t.teardown(() => { redis.disconnect() })
   const prefix = uniquePrefix(t, SHARED_REDIS)
-  const streams = new FeedStreams(redis, { leaseMs: 300, maxLen: 100, ttlMs: 10_000 })
+  const streams = new FeedStreams(redis, { leaseMs: 300, maxLen: 100, maxBytes: 1_048_576, ttlMs: 10_000 })
   const k = feedKeys(prefix, { channel: 'default', clientId: 'c1', cid: 'tab', all: true })
 
   const a = won(await streams.acquire(k, 'instance-a'))
@@ -45,7 +45,7 @@ t.test('an owner whose alive key lapsed takes its lease again first, and a bid o
   const redis = new Redis(SHARED_REDIS)
   t.teardown(() => { redis.disconnect() })
   const prefix = uniquePrefix(t, SHARED_REDIS)
-  const streams = new FeedStreams(redis, { leaseMs: 300, maxLen: 100, ttlMs: 10_000 })
+  const streams = new FeedStreams(redis, { leaseMs: 300, maxLen: 100, maxBytes: 1_048_576, ttlMs: 10_000 })
   const k = feedKeys(prefix, { channel: 'default', clientId: 'c2', cid: 'tab', all: true })
   const alive = new Liveness(redis, prefix, 'instance-a', 300)
   const watcher = new Liveness(redis, prefix, 'instance-b', 300)
