@@ -72,6 +72,7 @@ export class Cluster {
       health: this.health,
       prefix,
       ttlMs: c.RESULT_CACHE_MS,
+      clientBytes: c.RESULT_CACHE_CLIENT_BYTES,
       runningMs: c.REDIS_LEASE_MS,
       // A request's whole life (its waits and its upstream call) is REQUEST_TIMEOUT_MS, plus the store's own steps.
       waitMs: c.REQUEST_TIMEOUT_MS + c.REDIS_LEASE_MS

@@ -36,6 +36,16 @@ export function aliveKey (prefix: string, instance: string): string {
   return `${prefix}alive:{${instance}}`
 }
 
+/**
+ * The results one client has kept in Redis, for its byte budget: a sorted
+ * set of `<bytes>:<result key>` by when each expires, and their total.
+ * One slot per client; each result key has a slot of its own.
+ */
+export function keptKeys (prefix: string, client: string): { index: string, bytes: string } {
+  const base = `${prefix}kept:{${tag(client)}}`
+  return { index: base, bytes: `${base}:bytes` }
+}
+
 /** The key of one request's result, and the channel told when it is there. */
 export function resultKeys (prefix: string, requestKey: string): { result: string, notify: string } {
   const base = `${prefix}result:{${tag(requestKey)}}`
