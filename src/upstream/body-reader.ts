@@ -9,6 +9,14 @@ export const MAX_RESPONSE_BYTES = 8 * 1024 * 1024
  * itself, not HTTP/2 ones), and ends in answered() or failed(), once,
  * unless cancelled first. It knows HTTP, not what the Chat API means by it.
  */
+/**
+ * What a cancelled exchange tells its transport. Nobody reads it (the reader
+ * has settled), so one instance serves every cancel: building an error and
+ * its stack was the largest part of cancelling a held poll, and a reconnect
+ * storm or a shutdown cancels thousands.
+ */
+const CANCELLED = new undiciErrors.RequestAbortedError()
+
 export abstract class BodyReader implements Dispatcher.DispatchHandler {
   protected readonly started = performance.now()
   private abortFn: ((err: Error) => void) | undefined
@@ -25,7 +33,7 @@ export abstract class BodyReader implements Dispatcher.DispatchHandler {
     if (this.settled) return
     this.settled = true
     clearTimeout(this.timer)
-    this.abortFn?.(new undiciErrors.RequestAbortedError())
+    this.abortFn?.(CANCELLED)
   }
 
   /**
@@ -44,7 +52,7 @@ export abstract class BodyReader implements Dispatcher.DispatchHandler {
   }
 
   onConnect (abort: (err?: Error) => void): void {
-    if (this.settled) abort(new undiciErrors.RequestAbortedError())
+    if (this.settled) abort(CANCELLED)
     else this.abortFn = abort
   }
 
