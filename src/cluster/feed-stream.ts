@@ -107,7 +107,7 @@ local function start (entry)
 end
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
 local from = first and start(first)
-if from ~= nil and from < floor then
+if id ~= nil and from ~= nil and from < floor then
   local after = '-'
   local cut
   while cut == nil do

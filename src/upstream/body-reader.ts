@@ -4,12 +4,6 @@ import { errors as undiciErrors, type Dispatcher } from 'undici'
 export const MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 /**
- * One upstream exchange, as an undici dispatch handler: it reads the body,
- * no more than MAX_RESPONSE_BYTES of it (undici bounds HTTP/1.1 bodies
- * itself, not HTTP/2 ones), and ends in answered() or failed(), once,
- * unless cancelled first. It knows HTTP, not what the Chat API means by it.
- */
-/**
  * What a cancelled exchange tells its transport. Nobody reads it (the reader
  * has settled), so one instance serves every cancel: building an error and
  * its stack was the largest part of cancelling a held poll, and a reconnect
@@ -17,6 +11,12 @@ export const MAX_RESPONSE_BYTES = 8 * 1024 * 1024
  */
 const CANCELLED = new undiciErrors.RequestAbortedError()
 
+/**
+ * One upstream exchange, as an undici dispatch handler: it reads the body,
+ * no more than MAX_RESPONSE_BYTES of it (undici bounds HTTP/1.1 bodies
+ * itself, not HTTP/2 ones), and ends in answered() or failed(), once,
+ * unless cancelled first. It knows HTTP, not what the Chat API means by it.
+ */
 export abstract class BodyReader implements Dispatcher.DispatchHandler {
   protected readonly started = performance.now()
   private abortFn: ((err: Error) => void) | undefined
