@@ -157,6 +157,24 @@ t.test('a misbehaving upstream is reported once per channel in the log, and coun
   }
 })
 
+t.test('a first chat with the built-in emulator logs no upstream quirk: a poll asked from the newest event\'s time while the bound was unknown is not a stale answer', async (t) => {
+  const emulator = await startEmulator({ tokens: [TOKEN] })
+  t.teardown(async () => { await emulator.close() })
+  const b = await bridgeOn(t, emulator.url, TOKEN, { TICKET_SECRET: 'a-ticket-secret-of-the-test-0123456789' })
+  const clients = await Promise.all([0, 1, 2].map(async () => await b.open()))
+  for (const [i, c] of clients.entries()) {
+    await c.hello()
+    const r = await c.request({ type: 'send', id: `s${i}`, query: 'hello' })
+    t.equal(r.ok, true)
+  }
+  // The events of each send, then the polls after them: the settle poll, and the held one.
+  await until(() => clients.every((c) => c.events().length >= 2), 5000, 'the events of every send')
+  await until(() => b.lines.some((l) => /inclusive bound/.test(String(l.msg))), 5000, 'the bound found')
+  await until(() => emulator.requests.filter((r) => r.route === 'events').length >= 3 * 4, 5000, 'the polls after the events')
+  t.same(b.lines.filter((l) => l.quirk !== undefined).map((l) => l.quirk), [], 'no quirk')
+  t.same(b.lines.filter((l) => l.level >= 40).map((l) => l.msg), [], 'no warning at all')
+})
+
 t.test('a server that ignores ts and returns everything at once: only what came after the welcome, once, about a poll a second', async (t) => {
   const log: Array<Record<string, unknown>> = []
   const stamp = (ms: number): string => new Date(ms).toISOString().slice(0, -1)
