@@ -1,18 +1,13 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { fenceOf, FeedStreams, instanceOf, type Bid } from '../../dist/cluster/feed-stream.js'
+import { fenceOf, FeedStreams, instanceOf } from '../../dist/cluster/feed-stream.js'
 import { feedKeys } from '../../dist/cluster/keys.js'
 import { Liveness } from '../../dist/cluster/liveness.js'
-import { agentReplies, clusterEnv, connectTab, ownerOf, redisSkip, roundRobin, SHARED_REDIS, startClusterEmulator, startInstances, uniquePrefix, type Instance } from '../fixtures/cluster.js'
+import { agentReplies, clusterEnv, connectTab, ownerOf, redisSkip, roundRobin, SHARED_REDIS, startClusterEmulator, startInstances, uniquePrefix, won, type Instance } from '../fixtures/cluster.js'
 
 const skip = redisSkip()
 
 const ev = (n: number): { ts: number, hash: string, json: string } => ({ ts: 1000 + n, hash: `hash-${String(n).padStart(11, '0')}`, json: `{"n":${n}}` })
-
-function won (bid: Bid): Extract<Bid, { won: true }> {
-  if (!bid.won) throw new Error(`the bid lost to ${bid.holder}`)
-  return bid
-}
 
 t.test('an owner whose lease passed to another cannot append', { skip }, async (t) => {
   const redis = new Redis(SHARED_REDIS)

@@ -1,10 +1,10 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { FeedStreams, type Bid } from '../../dist/cluster/feed-stream.js'
+import { FeedStreams } from '../../dist/cluster/feed-stream.js'
 import { feedKeys } from '../../dist/cluster/keys.js'
 import { TOKEN } from '../fixtures/bridge.js'
 import { pollsHeld } from '../fixtures/waits.js'
-import { clusterEnv, redisSkip, SHARED_REDIS, socketOpener, startClusterEmulator, startInstances, uniquePrefix, type Instance } from '../fixtures/cluster.js'
+import { clusterEnv, redisSkip, SHARED_REDIS, socketOpener, startClusterEmulator, startInstances, uniquePrefix, won, type Instance } from '../fixtures/cluster.js'
 
 const skip = redisSkip()
 
@@ -12,11 +12,6 @@ const skip = redisSkip()
 const ev = (n: number, size: number): { ts: number, hash: string, json: string } => {
   const head = `{"n":${n},"pad":"`
   return { ts: 1000 + n, hash: `hash-${String(n).padStart(11, '0')}`, json: head + 'x'.repeat(size - head.length - 2) + '"}' }
-}
-
-function won (bid: Bid): Extract<Bid, { won: true }> {
-  if (!bid.won) throw new Error(`the bid lost to ${bid.holder}`)
-  return bid
 }
 
 /** The numbers of the events in a stream, oldest first, and the bytes of their JSON. */
