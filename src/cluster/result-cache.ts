@@ -30,17 +30,21 @@ const COUNT = new Script(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local total = tonumber(redis.call('GET', KEYS[2]) or '0')
-local function size (member) return tonumber(string.match(member, '^(%d+):')) end
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do total = total - size(m) end
+local function split (member)
+  local bytes, key = string.match(member, '^(%d+):(.*)$')
+  return tonumber(bytes), key
+end
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do total = total - split(m) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-total = total + size(ARGV[1])
+total = total + split(ARGV[1])
 local gone = {}
 while total > tonumber(ARGV[3]) do
   local oldest = redis.call('ZPOPMIN', KEYS[1])
   if oldest[1] == nil then total = 0 break end
-  total = total - size(oldest[1])
-  gone[#gone + 1] = string.sub(oldest[1], string.len(string.match(oldest[1], '^%d+:')) + 1)
+  local bytes, key = split(oldest[1])
+  total = total - bytes
+  gone[#gone + 1] = key
 end
 redis.call('SET', KEYS[2], string.format('%.0f', math.max(total, 0)), 'PX', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
